@@ -1,0 +1,222 @@
+"""The cluster controller's domain: its nodes, a cache of their instances, placement.
+
+The CC answers the CLC from its cache, which a poller refreshes from every node
+each NC_POLLING_FREQUENCY seconds; instances unseen for INSTANCE_TIMEOUT are dropped.
+"""
+
+import json
+import logging
+import threading
+
+from eucacore import ids, pki, soap
+from eucacore.config import Config, load_config
+from eucacore.db import Store
+from cc.scheduler import NodeCapacity, Scheduler
+
+log = logging.getLogger("eucalyptus.cc")
+
+
+def _schema_v1(db):
+    db["nodes"].create({"name": str, "status": str, "resources": str, "last_seen": float}, pk="name")
+    db["instances"].create({"instance_id": str, "node": str, "record": str, "state": str,
+                            "last_seen": float}, pk="instance_id")
+
+
+MIGRATIONS = [_schema_v1]
+
+
+class NoCapacity(Exception):
+    """No node can take the instance."""
+
+
+class UnknownInstance(Exception):
+    """The cluster has no instance of that id."""
+
+
+class ClusterController:
+    """Places instances on nodes, terminates them, and keeps the cached view fresh."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.store = Store(config.state_dir() / "cc.db", MIGRATIONS)
+        self.keys = pki.component_keys(config.keys_dir(), "cluster")
+        self.scheduler = Scheduler(config["SCHEDPOLICY"])
+        self._place_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    # -- nodes ---------------------------------------------------------------
+
+    def node_names(self) -> list[str]:
+        """NODES from the configuration file, re-read so that registering a node needs no restart."""
+        try:
+            return list(load_config(self.config.path)["NODES"]) if self.config.path else list(self.config["NODES"])
+        except Exception as e:  # keep the last good list if the file is being edited
+            log.warning("cannot re-read NODES: %s", e)
+            return list(self.config["NODES"])
+
+    def nc(self, node: str):
+        host, port = soap.split_hostport(node, self.config["NC_PORT"])
+        return soap.client("EucalyptusNC", host, port, self.keys, timeout=30)
+
+    def nodes(self) -> list[dict]:
+        """Known nodes with status and last reported resources."""
+        names = self.node_names()
+        rows = {r["name"]: r for r in self.store.db["nodes"].rows}
+        out = []
+        for name in names:
+            row = rows.get(name) or {"name": name, "status": "unknown", "resources": "{}", "last_seen": 0}
+            out.append({**row, "resources": json.loads(row["resources"] or "{}")})
+        return out
+
+    # -- polling -------------------------------------------------------------
+
+    def poll_once(self) -> None:
+        """Refresh resources and instances from every node."""
+        token = ids.current_request_id.set(ids.new_request_id())
+        try:
+            for name in self.node_names():
+                self._poll_node(name)
+            horizon = ids.now() - self.config["INSTANCE_TIMEOUT"]
+            with self.store.atomic():
+                self.store.db.execute("DELETE FROM instances WHERE last_seen < ?", [horizon])
+        finally:
+            ids.current_request_id.reset(token)
+
+    def _poll_node(self, name: str) -> None:
+        try:
+            nc = self.nc(name)
+            res = soap_to_dict(nc.ncDescribeResource(resourceType="instance"))
+            reported = [soap_to_dict(i) for i in (nc.ncDescribeInstances().instances or [])]
+        except Exception as e:
+            log.warning("node %s unreachable: %s", name, e)
+            with self.store.atomic():
+                self.store.db["nodes"].upsert({"name": name, "status": "down"}, pk="name")
+            return
+        now = ids.now()
+        with self.store.atomic():
+            self.store.db["nodes"].upsert({"name": name, "status": "enabled", "resources": json.dumps(res),
+                                           "last_seen": now}, pk="name")
+            for record in reported:
+                record["serviceTag"] = name
+                self.store.db["instances"].upsert({"instance_id": record["instanceId"], "node": name,
+                                                   "record": json.dumps(record), "state": record["stateName"],
+                                                   "last_seen": now}, pk="instance_id")
+
+    def start_polling(self) -> None:
+        def loop():
+            while not self._stop.is_set():
+                try:
+                    self.poll_once()
+                except Exception:
+                    log.exception("poll failed")
+                self._stop.wait(self.config["NC_POLLING_FREQUENCY"])
+        self._poller = threading.Thread(target=loop, name="nc-poller", daemon=True)
+        self._poller.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- operations ----------------------------------------------------------
+
+    def capacities(self) -> list[NodeCapacity]:
+        return [NodeCapacity(n["name"], n["resources"].get("memorySizeAvailable", 0),
+                             n["resources"].get("numberOfCoresAvailable", 0),
+                             n["resources"].get("diskSizeAvailable", 0))
+                for n in self.nodes() if n["status"] == "enabled"]
+
+    def run_instances(self, request: dict) -> list[dict]:
+        """Place each instance of the request on a node and start it there."""
+        instance_ids = request.pop("instanceIds", None) or [request.get("instanceId")]
+        uuids = request.pop("uuids", None) or []
+        macs = request.pop("macAddresses", None) or []
+        vm = request.get("instanceType") or {}
+        memory, cores, disk = int(vm.get("memory") or 0), int(vm.get("cores") or 0), int(vm.get("disk") or 0)
+        placed = []
+        with self._place_lock:
+            capacities = self.capacities()
+            for index, instance_id in enumerate(instance_ids):
+                node = self.scheduler.choose(capacities, memory, cores, disk)
+                if node is None:
+                    raise NoCapacity(f"no node has room for {vm.get('name')} ({len(placed)} of "
+                                     f"{len(instance_ids)} placed)")
+                nc_request = dict(request, instanceId=instance_id, launchIndex=request.get("launchIndex", 0) + index)
+                if index < len(uuids):
+                    nc_request["uuid"] = uuids[index]
+                if index < len(macs):
+                    nc_request.setdefault("netParams", {})["privateMacAddress"] = macs[index]
+                record = soap_to_dict(self.nc(node.name).ncRunInstance(**nc_request).instance)
+                record["serviceTag"] = node.name
+                self._remember(node.name, record)
+                placed.append(record)
+                self._debit(node.name, memory, cores, disk)
+        return placed
+
+    def _remember(self, node: str, record: dict) -> None:
+        with self.store.atomic():
+            self.store.db["instances"].upsert({"instance_id": record["instanceId"], "node": node,
+                                               "record": json.dumps(record), "state": record["stateName"],
+                                               "last_seen": ids.now()}, pk="instance_id")
+
+    def _debit(self, node: str, memory: int, cores: int, disk: int) -> None:
+        """Take the placed instance's size off the cached free resources until the next poll."""
+        rows = list(self.store.db["nodes"].rows_where("name = ?", [node]))
+        if rows:
+            res = json.loads(rows[0]["resources"] or "{}")
+            res["memorySizeAvailable"] = res.get("memorySizeAvailable", 0) - memory
+            res["numberOfCoresAvailable"] = res.get("numberOfCoresAvailable", 0) - cores
+            res["diskSizeAvailable"] = res.get("diskSizeAvailable", 0) - disk
+            with self.store.atomic():
+                self.store.db["nodes"].update(node, {"resources": json.dumps(res)})
+
+    def instances(self, instance_ids: list[str] | None = None) -> list[dict]:
+        rows = self.store.db["instances"].rows
+        return [json.loads(r["record"]) for r in rows if not instance_ids or r["instance_id"] in instance_ids]
+
+    def terminate_instances(self, instance_ids: list[str], force: bool = False) -> list[bool]:
+        """Ask each instance's node to terminate it; True for each one that is ending."""
+        results = []
+        for instance_id in instance_ids:
+            rows = list(self.store.db["instances"].rows_where("instance_id = ?", [instance_id]))
+            if not rows:
+                results.append(False)
+                continue
+            try:
+                self.nc(rows[0]["node"]).ncTerminateInstance(instanceId=instance_id, force=force)
+            except soap.Fault as e:
+                log.warning("terminate %s: %s", instance_id, e.message)
+            record = json.loads(rows[0]["record"])
+            record["stateName"] = "Teardown"
+            self._remember(rows[0]["node"], record)
+            results.append(True)
+        return results
+
+    def resources(self, vm_types: list[dict]) -> list[dict]:
+        """For each instance type: how many fit in the cluster at most, and how many fit now."""
+        nodes = [n for n in self.nodes() if n["status"] == "enabled"]
+        out = []
+        for vm in vm_types:
+            mem, cores, disk = max(1, int(vm.get("memory") or 1)), max(1, int(vm.get("cores") or 1)), int(vm.get("disk") or 0)
+
+            def fit(res, suffix):
+                counts = [res.get(f"memorySize{suffix}", 0) // mem, res.get(f"numberOfCores{suffix}", 0) // cores]
+                if disk:
+                    counts.append(res.get(f"diskSize{suffix}", 0) // disk)
+                return max(0, min(counts))
+            out.append({"instanceType": vm, "maxInstances": sum(fit(n["resources"], "Max") for n in nodes),
+                        "availableInstances": sum(fit(n["resources"], "Available") for n in nodes)})
+        return out
+
+
+def soap_to_dict(obj):
+    """A zeep result as plain dicts and lists."""
+    from zeep.helpers import serialize_object
+    return _drop_none(serialize_object(obj, dict))
+
+
+def _drop_none(value):
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value

@@ -1,0 +1,35 @@
+"""eucalyptus-cloud: the cloud controller daemon."""
+
+import sys
+
+from eucacore import daemon, pki, soap
+from eucacore.serving import Listener, serve
+
+
+def start(config) -> None:
+    """Serve the EC2 API on CLOUD_PORT and the component service on CLOUD_SSL_PORT (mutual TLS),
+    and poll the clusters."""
+    from clc import internal
+    from clc.api import Ec2App
+    from clc.cloud import Cloud
+    from clc.poller import ClusterPoller
+
+    cloud = Cloud(config)
+    poller = ClusterPoller(cloud)
+    poller.start()
+    listeners = [
+        Listener("clc", Ec2App(cloud), config["BIND_ADDR"], config["CLOUD_PORT"], threads=24),
+        Listener("clc-internal", soap.wsgi_app(internal.application(cloud.identity)), config["BIND_ADDR"],
+                 config["CLOUD_SSL_PORT"], keys=pki.component_keys(config.keys_dir(), "clc"),
+                 allowed_peers=frozenset({"walrus", "sc", "cluster", "node"})),
+    ]
+    serve(listeners, on_stop=poller.stop)
+
+
+def main(argv=None) -> int:
+    return daemon.run("eucalyptus-cloud", "Eucalyptus cloud controller: the EC2 API, accounts and images.",
+                      start, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""Instances: RunInstances, DescribeInstances, TerminateInstances.
+
+The CLC records each instance before it asks a cluster to run it, so an
+acknowledged instance is never lost; its state then follows what the cluster
+reports (see clc.poller).
+"""
+
+import base64
+import logging
+import uuid
+
+from eucacore import ids, soap
+from eucacore.awsapi.errors import AWSError
+from clc.ec2.common import apply_filters, dry_run, not_found
+from clc.ec2.images import visible_image
+from clc.ec2.keypairs import public_key
+
+log = logging.getLogger("eucalyptus.clc.instances")
+
+STATE_CODES = {"pending": 0, "running": 16, "shutting-down": 32, "terminated": 48, "stopping": 64, "stopped": 80}
+IMAGE_URL_LIFETIME = 6 * 3600
+#: How long terminated instances stay visible (the original's terminated_time, 60 min).
+TERMINATED_VISIBLE = 3600
+
+
+def _mac(instance_id: str) -> str:
+    """The original's MAC: d0:0d and the 4 bytes of the instance id's hex."""
+    h = instance_id.split("-", 1)[1][:8].rjust(8, "0")
+    return "d0:0d:" + ":".join(h[i:i + 2] for i in range(0, 8, 2))
+
+
+def _choose_zone(ctx, vm: dict, count: int, zone: str | None) -> tuple[dict, int]:
+    """The cluster to run in and how many instances fit there (at least ``count`` or an error)."""
+    clusters = ctx.cloud.clusters()
+    if zone:
+        clusters = [c for c in clusters if c["partition"] == zone]
+        if not clusters:
+            raise AWSError("InvalidParameterValue", f"Invalid availability zone: [{zone}]")
+    best, best_free = None, -1
+    for cluster in clusters:
+        try:
+            res = ctx.cloud.cc(cluster).DescribeResources(
+                instanceTypes=[{"name": vm["name"], "memory": vm["memory"], "cores": vm["cores"], "disk": vm["disk"]}])
+            free = res.resources[0].availableInstances if res.resources else 0
+        except (soap.Fault, *soap.TransportError) as e:
+            log.warning("cluster %s: DescribeResources failed: %s", cluster["name"], e)
+            continue
+        if free > best_free:
+            best, best_free = cluster, free
+    if best is None or best_free < count:
+        raise AWSError("InsufficientInstanceCapacity",
+                       f"There is not enough capacity to fulfill your request for {count} {vm['name']} instance(s)")
+    return best, best_free
+
+
+def _image_url(ctx, image: dict) -> str:
+    """A presigned GET of the image object, so the NC can fetch it without holding credentials."""
+    owner = ctx.cloud.identity.account_credentials(image["account_id"])
+    s3 = ctx.cloud.s3(owner) if owner else None
+    if s3 is None:
+        raise AWSError("InternalError", "the image store is not available", 500)
+    bucket, key = image["location"].split("/", 1)
+    return s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
+                                     ExpiresIn=IMAGE_URL_LIFETIME)
+
+
+def run_instances(ctx, params):
+    image = visible_image(ctx, params["ImageId"])
+    if image["image_type"] != "machine":
+        raise AWSError("InvalidParameterValue", f"{image['image_id']} is not a machine image")
+    min_count, max_count = int(params.get("MinCount", 1)), int(params.get("MaxCount", 1))
+    if min_count < 1 or max_count < min_count:
+        raise AWSError("InvalidParameterValue", "MinCount must be at least 1 and no more than MaxCount")
+    type_name = params.get("InstanceType") or "m1.small"
+    vm = ctx.cloud.instance_types().get(type_name)
+    if vm is None:
+        raise AWSError("InvalidParameterValue", f"Invalid value '{type_name}' for InstanceType.")
+    key_name = params.get("KeyName")
+    if key_name and public_key(ctx.cloud, ctx.account_id, key_name) is None:
+        raise not_found("InvalidKeyPair.NotFound", "key pair", key_name)
+    user_data = params.get("UserData") or ""
+    if isinstance(user_data, bytes):
+        user_data = user_data.decode("latin-1")
+    zone = (params.get("Placement") or {}).get("AvailabilityZone")
+    dry_run(params)
+    cluster, free = _choose_zone(ctx, vm, min_count, zone)
+    count = min(max_count, free)
+    reservation_id = ids.new_id("r")
+    now = ids.now()
+    rows = []
+    for index in range(count):
+        instance_id = ids.new_id("i")
+        rows.append({"instance_id": instance_id, "reservation_id": reservation_id, "account_id": ctx.account_id,
+                     "user_id": ctx.credentials.user_id, "image_id": image["image_id"],
+                     "kernel_id": image["kernel_id"], "ramdisk_id": image["ramdisk_id"], "instance_type": type_name,
+                     "key_name": key_name or "", "zone": cluster["partition"], "state": "pending", "reason": "",
+                     "launch_time": now, "launch_index": index, "user_data": user_data, "mac": _mac(instance_id),
+                     "private_ip": "", "public_ip": "", "node": "", "groups": "default", "updated": now})
+    with ctx.cloud.store.atomic():
+        ctx.cloud.store.db["instances"].insert_all(rows)
+    request = {
+        "correlationId": ctx.request_id, "userId": ctx.credentials.user_id, "reservationId": reservation_id,
+        "instanceIds": [r["instance_id"] for r in rows], "uuids": [str(uuid.uuid4()) for _ in rows],
+        "macAddresses": [r["mac"] for r in rows], "minCount": min_count, "maxCount": count,
+        "instanceType": {"name": type_name, "memory": vm["memory"], "cores": vm["cores"], "disk": vm["disk"]},
+        "imageId": image["image_id"], "imageURL": _image_url(ctx, image), "ownerId": ctx.account_id,
+        "accountId": ctx.account_id, "keyName": key_name or "", "userData": user_data,
+        "launchIndex": 0, "platform": "linux", "groupNames": ["default"],
+    }
+    try:
+        reply = ctx.cloud.cc(cluster).RunInstances(**request)
+    except (soap.Fault, *soap.TransportError) as e:
+        message = getattr(e, "message", None) or str(e)
+        _end(ctx, [r["instance_id"] for r in rows], f"Server.InternalError: {message}")
+        if isinstance(e, soap.Fault) and "InsufficientInstanceCapacity" in (e.code or ""):
+            raise AWSError("InsufficientInstanceCapacity", message)
+        raise AWSError("InternalError", f"cluster {cluster['partition']} could not run the instances", 500)
+    nodes = {i.instanceId: i.serviceTag for i in (reply.instances or [])}
+    with ctx.cloud.store.atomic():
+        for r in rows:
+            r["node"] = nodes.get(r["instance_id"], "")
+            ctx.cloud.store.db["instances"].update(r["instance_id"], {"node": r["node"]})
+    return {"ReservationId": reservation_id, "OwnerId": ctx.account_id,
+            "Groups": [{"GroupName": "default", "GroupId": "default"}],
+            "Instances": [_instance(r) for r in rows]}
+
+
+def _end(ctx, instance_ids: list[str], reason: str) -> None:
+    with ctx.cloud.store.atomic():
+        for instance_id in instance_ids:
+            ctx.cloud.store.db["instances"].update(instance_id, {"state": "terminated", "reason": reason,
+                                                                  "updated": ids.now()})
+
+
+def _instance(row: dict) -> dict:
+    out = {"InstanceId": row["instance_id"], "ImageId": row["image_id"],
+           "State": {"Code": STATE_CODES[row["state"]], "Name": row["state"]},
+           "PrivateDnsName": "", "PublicDnsName": "", "StateTransitionReason": row["reason"] or "",
+           "AmiLaunchIndex": row["launch_index"], "InstanceType": row["instance_type"],
+           "LaunchTime": ids.isoformat(row["launch_time"]), "Placement": {"AvailabilityZone": row["zone"],
+                                                                          "Tenancy": "default"},
+           "Monitoring": {"State": "disabled"}, "Architecture": "x86_64", "RootDeviceType": "instance-store",
+           "VirtualizationType": "hvm", "Hypervisor": "kvm", "ClientToken": "",
+           "SecurityGroups": [{"GroupName": g, "GroupId": g} for g in (row["groups"] or "").split(",") if g]}
+    if row["key_name"]:
+        out["KeyName"] = row["key_name"]
+    if row["kernel_id"]:
+        out["KernelId"] = row["kernel_id"]
+    if row["ramdisk_id"]:
+        out["RamdiskId"] = row["ramdisk_id"]
+    if row["private_ip"]:
+        out["PrivateIpAddress"] = row["private_ip"]
+    if row["public_ip"]:
+        out["PublicIpAddress"] = row["public_ip"]
+    if row["state"] == "terminated" and row["reason"]:
+        out["StateReason"] = {"Code": row["reason"].split(":", 1)[0], "Message": row["reason"]}
+    return out
+
+
+def _own_instances(ctx) -> list[dict]:
+    horizon = ids.now() - TERMINATED_VISIBLE
+    return list(ctx.cloud.store.db["instances"].rows_where(
+        "account_id = ? AND (state != 'terminated' OR updated >= ?)", [ctx.account_id, horizon],
+        order_by="launch_time, launch_index"))
+
+
+_FILTERS = {
+    "instance-id": lambda r: r["instance_id"], "image-id": lambda r: r["image_id"],
+    "instance-state-name": lambda r: r["state"], "instance-state-code": lambda r: STATE_CODES[r["state"]],
+    "instance-type": lambda r: r["instance_type"], "availability-zone": lambda r: r["zone"],
+    "reservation-id": lambda r: r["reservation_id"], "key-name": lambda r: r["key_name"],
+    "owner-id": lambda r: r["account_id"], "kernel-id": lambda r: r["kernel_id"],
+    "ramdisk-id": lambda r: r["ramdisk_id"], "private-ip-address": lambda r: r["private_ip"],
+    "ip-address": lambda r: r["public_ip"], "launch-index": lambda r: r["launch_index"],
+}
+
+
+def describe_instances(ctx, params):
+    rows = _own_instances(ctx)
+    wanted = params.get("InstanceIds")
+    if wanted:
+        for instance_id in wanted:
+            if not any(r["instance_id"] == instance_id for r in rows):
+                raise not_found("InvalidInstanceID.NotFound", "instance ID", instance_id)
+        rows = [r for r in rows if r["instance_id"] in wanted]
+    rows = apply_filters(rows, params.get("Filters"), _FILTERS)
+    reservations: dict[str, dict] = {}
+    for r in rows:
+        res = reservations.setdefault(r["reservation_id"], {
+            "ReservationId": r["reservation_id"], "OwnerId": r["account_id"],
+            "Groups": [{"GroupName": "default", "GroupId": "default"}], "Instances": []})
+        res["Instances"].append(_instance(r))
+    return {"Reservations": list(reservations.values())}
+
+
+def terminate_instances(ctx, params):
+    rows = {r["instance_id"]: r for r in _own_instances(ctx)}
+    for instance_id in params["InstanceIds"]:
+        if instance_id not in rows:
+            raise not_found("InvalidInstanceID.NotFound", "instance ID", instance_id)
+    dry_run(params)
+    changes, by_zone = [], {}
+    with ctx.cloud.store.atomic():
+        for instance_id in params["InstanceIds"]:
+            row = rows[instance_id]
+            previous = row["state"]
+            current = previous if previous == "terminated" else "shutting-down"
+            if previous != current:
+                ctx.cloud.store.db["instances"].update(instance_id, {"state": current, "reason": "User initiated",
+                                                                      "updated": ids.now()})
+                by_zone.setdefault(row["zone"], []).append(instance_id)
+            changes.append({"InstanceId": instance_id,
+                            "CurrentState": {"Code": STATE_CODES[current], "Name": current},
+                            "PreviousState": {"Code": STATE_CODES[previous], "Name": previous}})
+    clusters = {c["partition"]: c for c in ctx.cloud.clusters()}
+    for zone, instance_ids in by_zone.items():
+        cluster = clusters.get(zone)
+        if cluster is None:
+            _end(ctx, instance_ids, "User initiated")
+            continue
+        try:
+            ctx.cloud.cc(cluster).TerminateInstances(instanceIds=instance_ids, correlationId=ctx.request_id)
+        except (soap.Fault, *soap.TransportError) as e:
+            # The poller retries the termination until the cluster confirms it.
+            log.warning("cluster %s: TerminateInstances failed: %s", zone, e)
+    return {"TerminatingInstances": changes}
+
+
+def user_data_text(row: dict) -> bytes:
+    return base64.b64decode(row["user_data"]) if row["user_data"] else b""
+
+
+HANDLERS = {"RunInstances": run_instances, "DescribeInstances": describe_instances,
+            "TerminateInstances": terminate_instances}

@@ -1,0 +1,48 @@
+"""The CLC's database: schema and its migrations, and the instance types' defaults."""
+
+from eucacore.db import Store
+
+#: The original's default instance types: name -> (cores, memory MB, disk GB).
+DEFAULT_INSTANCE_TYPES = {
+    "m1.small": (1, 256, 5),
+    "c1.medium": (1, 256, 5),
+    "m1.large": (2, 512, 10),
+    "m1.xlarge": (2, 1024, 10),
+    "c1.xlarge": (2, 2048, 10),
+}
+
+
+def _schema_v1(db):
+    db["accounts"].create({"account_id": str, "name": str, "created": float}, pk="account_id")
+    db["accounts"].create_index(["name"], unique=True)
+    db["users"].create({"user_id": str, "account_id": str, "name": str, "created": float}, pk="user_id")
+    db["users"].create_index(["account_id", "name"], unique=True)
+    db["access_keys"].create({"access_key": str, "secret_key": str, "user_id": str, "account_id": str,
+                              "status": str, "created": float}, pk="access_key")
+    db["components"].create({"kind": str, "name": str, "partition": str, "host": str, "port": int,
+                             "state": str, "last_seen": float, "registered": float}, pk=("kind", "name"))
+    db["instance_types"].create({"name": str, "cores": int, "memory": int, "disk": int}, pk="name")
+    for name, (cores, memory, disk) in DEFAULT_INSTANCE_TYPES.items():
+        db["instance_types"].insert({"name": name, "cores": cores, "memory": memory, "disk": disk})
+    db["keypairs"].create({"account_id": str, "name": str, "fingerprint": str, "public_key": str,
+                           "key_pair_id": str, "created": float}, pk=("account_id", "name"))
+    db["images"].create({"image_id": str, "account_id": str, "location": str, "name": str,
+                         "description": str, "architecture": str, "image_type": str, "state": str,
+                         "kernel_id": str, "ramdisk_id": str, "is_public": int, "size": int,
+                         "created": float}, pk="image_id")
+    db["instances"].create({"instance_id": str, "reservation_id": str, "account_id": str, "user_id": str,
+                            "image_id": str, "kernel_id": str, "ramdisk_id": str, "instance_type": str,
+                            "key_name": str, "zone": str, "state": str, "reason": str,
+                            "launch_time": float, "launch_index": int, "user_data": str, "mac": str,
+                            "private_ip": str, "public_ip": str, "node": str, "groups": str,
+                            "updated": float}, pk="instance_id")
+    db["instances"].create_index(["account_id"])
+    db["instances"].create_index(["reservation_id"])
+
+
+MIGRATIONS = [_schema_v1]
+
+
+def open_store(config) -> Store:
+    """The CLC's store at ``$EUCALYPTUS/var/lib/eucalyptus/clc.db``, migrated."""
+    return Store(config.state_dir() / "clc.db", MIGRATIONS)

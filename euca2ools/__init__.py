@@ -1,0 +1,1 @@
+"""euca2ools package."""

@@ -1,0 +1,158 @@
+"""What every euca-* command shares: common options, the boto3 client, errors.
+
+A command is ``run(parser, action, argv)``: parse the arguments, resolve the
+credentials, build an EC2 client, ``action(ec2, args)`` returns the lines to
+print. Failures become one line on stderr and exit code 1; ``--debug`` adds
+the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+import boto3
+import botocore.config
+import botocore.exceptions
+import botocore.session
+
+from euca2ools.credentials import Creds, CredentialsError, load_credentials
+
+Action = Callable[[object, argparse.Namespace], list[str]]
+
+# One retry: a CLI user waits on every attempt, and the CLC is on the LAN.
+_CLIENT_CONFIG = botocore.config.Config(
+    retries={'mode': 'standard', 'total_max_attempts': 2},
+    connect_timeout=10, read_timeout=120)
+
+
+class CommandError(Exception):
+    """A failure the command reports as one line, ``prog: error: <message>``."""
+
+
+def command_parser(prog: str, description: str, *, cloud: bool = True) -> argparse.ArgumentParser:
+    """An ArgumentParser with euca2ools 3.x's common options (for ``cloud`` commands)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    if cloud:
+        group = parser.add_argument_group('standard options')
+        group.add_argument('-U', '--url', metavar='URL',
+                           help='compute service endpoint URL (default: $EC2_URL)')
+        group.add_argument('-I', '--access-key-id', metavar='KEY_ID',
+                           help='access key ID (default: $AWS_ACCESS_KEY_ID)')
+        group.add_argument('-S', '--secret-key', metavar='KEY',
+                           help='secret access key (default: $AWS_SECRET_ACCESS_KEY)')
+        group.add_argument('--region', metavar='REGION',
+                           help='region name to sign requests for (default: eucalyptus)')
+        group.add_argument('--show-empty-fields', action='store_true',
+                           help='show empty values as "(nil)"')
+    parser.add_argument('--debug', action='store_true',
+                        help='show debugging output and tracebacks')
+    return parser
+
+
+def parse_filter(text: str) -> tuple[str, str]:
+    """argparse type for ``--filter name=value``."""
+    name, sep, value = text.partition('=')
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"filter '{text}' must have format NAME=VALUE")
+    return name, value
+
+
+def add_filter_option(parser: argparse.ArgumentParser) -> None:
+    """Add euca2ools' repeatable ``-F/--filter NAME=VALUE``."""
+    parser.add_argument('-F', '--filter', dest='filters', metavar='NAME=VALUE',
+                        action='append', type=parse_filter, default=[],
+                        help='restrict results to those that meet criteria (repeatable)')
+
+
+def build_filters(pairs: Sequence[tuple[str, str]]) -> list[dict]:
+    """[(name, value), ...] -> EC2 Filters, values of one name grouped, order kept."""
+    grouped: dict[str, list[str]] = {}
+    for name, value in pairs:
+        grouped.setdefault(name, []).append(value)
+    return [{'Name': name, 'Values': values} for name, values in grouped.items()]
+
+
+def empty_field(args: argparse.Namespace) -> str:
+    """What a missing field prints as for this invocation."""
+    return '(nil)' if getattr(args, 'show_empty_fields', False) else ''
+
+
+def make_ec2_client(creds: Creds):
+    """A boto3 EC2 client for the cloud, independent of ~/.aws and AWS_* settings."""
+    # Named profiles belong to other clouds: AWS_PROFILE must not pick one (nor
+    # fail the command when it names a profile this machine lacks).
+    session = botocore.session.Session(session_vars={'profile': (None, None, None, None)})
+    return boto3.session.Session(botocore_session=session).client(
+        'ec2', endpoint_url=creds.ec2_url, region_name=creds.region,
+        aws_access_key_id=creds.access_key, aws_secret_access_key=creds.secret_key,
+        aws_session_token=None, verify=creds.verify(), config=_CLIENT_CONFIG)
+
+
+def describe_error(err: BaseException, ec2_url: str | None = None) -> str:
+    """The one-line message (without the ``prog:`` prefix) for a failure."""
+    if isinstance(err, botocore.exceptions.ClientError):
+        error = err.response.get('Error', {})
+        code = error.get('Code') or 'Unknown'
+        message = error.get('Message') or str(err)
+        return f'error ({code}): {message}'
+    if isinstance(err, (botocore.exceptions.EndpointConnectionError,
+                        botocore.exceptions.ConnectionError)):
+        url = ec2_url or getattr(err, 'kwargs', {}).get('endpoint_url', '')
+        return f'error: cannot reach EC2_URL {url}: {_connection_reason(err)}'
+    if isinstance(err, CredentialsError):
+        return f'error: {err}'
+    return f'error: {err}'
+
+
+def _connection_reason(err: BaseException) -> str:
+    """The innermost OS-level reason ('Connection refused') of a connection error."""
+    seen = set()
+    todo: list[BaseException | None] = [getattr(err, 'kwargs', {}).get('error'), err]
+    while todo:
+        current = todo.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        todo.extend((current.__cause__, current.__context__))
+        todo.extend(arg for arg in getattr(current, 'args', ()) if isinstance(arg, BaseException))
+    inner = getattr(err, 'kwargs', {}).get('error')
+    return str(inner or err)
+
+
+def run(parser: argparse.ArgumentParser, action: Action,
+        argv: Sequence[str] | None = None) -> int:
+    """Run one euca-* command; return its exit code."""
+    args = parser.parse_args(argv)
+    if args.debug:
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+    creds = None
+    try:
+        creds = load_credentials(args)
+        lines = action(make_ec2_client(creds), args)
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError,
+            CredentialsError, CommandError, OSError) as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f'{parser.prog}: {describe_error(err, creds and creds.ec2_url)}',
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    emit(lines)
+    return 0
+
+
+def emit(lines: Sequence[str]) -> None:
+    """Print output lines, tolerating a closed pipe (``| head``)."""
+    try:
+        for line in lines:
+            print(line)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        sys.stderr.close()

@@ -1,0 +1,366 @@
+"""The euca-* EC2 commands: each is parse -> one or two boto3 calls -> lines.
+
+For each command there is ``<command>_parser()`` (argparse), usually a pure
+``<command>_request(args)`` giving the boto3 keyword arguments, and the
+console-script ``<command>(argv=None)`` that setup.cfg names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from importlib import metadata
+
+from euca2ools import cli, output
+from euca2ools.cli import CommandError
+
+EUCA2OOLS_COMPAT_VERSION = '3.4'
+ARCHITECTURES = ('i386', 'x86_64', 'armhf', 'ppc', 'ppc64', 'ppc64le')
+
+
+def _with_filters(request: dict, args: argparse.Namespace) -> dict:
+    if getattr(args, 'filters', None):
+        request['Filters'] = cli.build_filters(args.filters)
+    return request
+
+
+# --- regions and zones -------------------------------------------------------
+
+def describe_regions_parser() -> argparse.ArgumentParser:
+    """Arguments of euca-describe-regions."""
+    parser = cli.command_parser('euca-describe-regions', 'Display information about regions')
+    parser.add_argument('regions', metavar='REGION', nargs='*',
+                        help='limit results to specific regions')
+    cli.add_filter_option(parser)
+    return parser
+
+
+def describe_regions_request(args: argparse.Namespace) -> dict:
+    """DescribeRegions keyword arguments for parsed options."""
+    request = {'RegionNames': args.regions} if args.regions else {}
+    return _with_filters(request, args)
+
+
+def describe_regions(argv=None) -> int:
+    """euca-describe-regions: REGION name endpoint."""
+    def action(ec2, args):
+        response = ec2.describe_regions(**describe_regions_request(args))
+        return output.format_regions(response, cli.empty_field(args))
+    return cli.run(describe_regions_parser(), action, argv)
+
+
+def describe_availability_zones_parser() -> argparse.ArgumentParser:
+    """Arguments of euca-describe-availability-zones."""
+    parser = cli.command_parser('euca-describe-availability-zones',
+                                'Display availability zones within the current region')
+    parser.add_argument('zones', metavar='ZONE', nargs='*',
+                        help='limit results to specific availability zones '
+                             '("verbose" lists free/max instances per type)')
+    cli.add_filter_option(parser)
+    return parser
+
+
+def describe_availability_zones_request(args: argparse.Namespace) -> dict:
+    """DescribeAvailabilityZones keyword arguments for parsed options."""
+    request = {'ZoneNames': args.zones} if args.zones else {}
+    return _with_filters(request, args)
+
+
+def describe_availability_zones(argv=None) -> int:
+    """euca-describe-availability-zones: AVAILABILITYZONE name state."""
+    def action(ec2, args):
+        response = ec2.describe_availability_zones(**describe_availability_zones_request(args))
+        return output.format_availability_zones(response, cli.empty_field(args))
+    return cli.run(describe_availability_zones_parser(), action, argv)
+
+
+# --- key pairs ---------------------------------------------------------------
+
+def create_keypair_parser() -> argparse.ArgumentParser:
+    """Arguments of euca-create-keypair."""
+    parser = cli.command_parser('euca-create-keypair',
+                                'Create a new SSH key pair for use with instances')
+    parser.add_argument('name', metavar='KEYPAIR', help='name of the new key pair')
+    parser.add_argument('-f', '--filename', metavar='FILE',
+                        help='file name to save the private key to (mode 0600)')
+    return parser
+
+
+def save_private_key(path: str, material: str) -> None:
+    """Write a private key readable by its owner only (0600 from creation on)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, 'w') as keyfile:
+        os.fchmod(keyfile.fileno(), 0o600)
+        keyfile.write(material if material.endswith('\n') else material + '\n')
+
+
+def create_keypair(argv=None) -> int:
+    """euca-create-keypair: KEYPAIR name fingerprint, then the key (or into -f FILE)."""
+    def action(ec2, args):
+        response = ec2.create_key_pair(KeyName=args.name)
+        if args.filename:
+            save_private_key(args.filename, response.get('KeyMaterial', ''))
+        return output.format_keypair_created(response, with_material=not args.filename,
+                                             empty=cli.empty_field(args))
+    return cli.run(create_keypair_parser(), action, argv)
+
+
+def describe_keypairs_parser() -> argparse.ArgumentParser:
+    """Arguments of euca-describe-keypairs."""
+    parser = cli.command_parser('euca-describe-keypairs', 'Display information about key pairs')
+    parser.add_argument('names', metavar='KEYPAIR', nargs='*',
+                        help='limit results to specific key pairs')
+    cli.add_filter_option(parser)
+    return parser
+
+
+def describe_keypairs_request(args: argparse.Namespace) -> dict:
+    """DescribeKeyPairs keyword arguments for parsed options."""
+    request = {'KeyNames': args.names} if args.names else {}
+    return _with_filters(request, args)
+
+
+def describe_keypairs(argv=None) -> int:
+    """euca-describe-keypairs: KEYPAIR name fingerprint."""
+    def action(ec2, args):
+        response = ec2.describe_key_pairs(**describe_keypairs_request(args))
+        return output.format_keypairs(response, cli.empty_field(args))
+    return cli.run(describe_keypairs_parser(), action, argv)
+
+
+def delete_keypair_parser() -> argparse.ArgumentParser:
+    """Arguments of euca-delete-keypair."""
+    parser = cli.command_parser('euca-delete-keypair', 'Delete a key pair')
+    parser.add_argument('name', metavar='KEYPAIR', help='name of the key pair to delete')
+    return parser
+
+
+def delete_keypair(argv=None) -> int:
+    """euca-delete-keypair: KEYPAIR name."""
+    def action(ec2, args):
+        ec2.delete_key_pair(KeyName=args.name)
+        return output.format_keypair_deleted(args.name, cli.empty_field(args))
+    return cli.run(delete_keypair_parser(), action, argv)
+
+
+# --- images ------------------------------------------------------------------
+
+def register_parser() -> argparse.ArgumentParser:
+    """Arguments of euca-register."""
+    parser = cli.command_parser('euca-register', 'Register a new image')
+    parser.add_argument('location', metavar='BUCKET/MANIFEST',
+                        help='path to the uploaded bundle manifest, e.g. mybucket/img.manifest.xml')
+    parser.add_argument('-n', '--name', required=True, help='name of the new image')
+    parser.add_argument('-d', '--description', help='description of the new image')
+    parser.add_argument('-a', '--architecture', choices=ARCHITECTURES,
+                        help='CPU architecture of the new image')
+    parser.add_argument('--kernel', metavar='KERNEL', help='ID of the kernel (eki-…)')
+    parser.add_argument('--ramdisk', metavar='RAMDISK', help='ID of the ramdisk (eri-…)')
+    parser.add_argument('--virtualization-type', choices=('paravirtual', 'hvm'),
+                        help='virtualization type of the new image')
+    return parser
+
+
+def register_request(args: argparse.Namespace) -> dict:
+    """RegisterImage keyword arguments for parsed options."""
+    request = {'ImageLocation': args.location, 'Name': args.name}
+    for key, value in (('Description', args.description), ('Architecture', args.architecture),
+                       ('KernelId', args.kernel), ('RamdiskId', args.ramdisk),
+                       ('VirtualizationType', args.virtualization_type)):
+        if value:
+            request[key] = value
+    return request
+
+
+def register(argv=None) -> int:
+    """euca-register: IMAGE emi-xxxxxxxx."""
+    def action(ec2, args):
+        response = ec2.register_image(**register_request(args))
+        return output.format_image_registered(response, cli.empty_field(args))
+    return cli.run(register_parser(), action, argv)
+
+
+def describe_images_parser() -> argparse.ArgumentParser:
+    """Arguments of euca-describe-images."""
+    parser = cli.command_parser(
+        'euca-describe-images',
+        'Show information about images. By default, only images your account owns '
+        'and images for which your account has explicit launch permissions are shown.')
+    parser.add_argument('images', metavar='IMAGE', nargs='*',
+                        help='limit results to specific images')
+    parser.add_argument('-a', '--all', action='store_true', help='describe all images')
+    parser.add_argument('-o', '--owner', dest='owners', metavar='ACCOUNT', action='append',
+                        default=[], help='describe images owned by the specified owner')
+    parser.add_argument('-x', '--executable-by', dest='executable_by', metavar='ACCOUNT',
+                        action='append', default=[],
+                        help='describe images the specified account may launch')
+    cli.add_filter_option(parser)
+    return parser
+
+
+def describe_images_requests(args: argparse.Namespace) -> list[dict]:
+    """The DescribeImages calls to make, as euca2ools does.
+
+    Without -a, images or -o/-x: two calls, owned by self and executable by self.
+    Raises CommandError when -a is combined with a narrowing option.
+    """
+    if args.all:
+        for given, option in ((args.images, 'a list of images'),
+                              (args.executable_by, 'argument -x/--executable-by'),
+                              (args.owners, 'argument -o/--owner')):
+            if given:
+                raise CommandError(f'argument -a/--all: not allowed with {option}')
+    request: dict = {}
+    if args.images:
+        request['ImageIds'] = args.images
+    if args.owners:
+        request['Owners'] = args.owners
+    if args.executable_by:
+        request['ExecutableUsers'] = args.executable_by
+    _with_filters(request, args)
+    if args.all or args.images or args.owners or args.executable_by:
+        return [request]
+    return [dict(request, Owners=['self']), dict(request, ExecutableUsers=['self'])]
+
+
+def describe_images(argv=None) -> int:
+    """euca-describe-images: IMAGE lines, sorted by id."""
+    def action(ec2, args):
+        responses = [ec2.describe_images(**request)
+                     for request in describe_images_requests(args)]
+        return output.format_images(responses, cli.empty_field(args))
+    return cli.run(describe_images_parser(), action, argv)
+
+
+# --- instances ---------------------------------------------------------------
+
+def parse_instance_count(text: str) -> tuple[int, int]:
+    """argparse type for ``-n MIN[-MAX]``."""
+    low, _, high = text.partition('-')
+    try:
+        counts = (int(low), int(high or low))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' must be a number of instances or a range MIN-MAX") from None
+    if counts[0] < 1 or counts[1] < counts[0]:
+        raise argparse.ArgumentTypeError(
+            f"'{text}': counts must be at least 1 and MIN no greater than MAX")
+    return counts
+
+
+def run_instances_parser() -> argparse.ArgumentParser:
+    """Arguments of euca-run-instances."""
+    parser = cli.command_parser('euca-run-instances', 'Launch instances of a machine image')
+    parser.add_argument('image', metavar='IMAGE', help='ID of the image to run (emi-…)')
+    parser.add_argument('-n', '--instance-count', dest='count', metavar='MIN[-MAX]',
+                        type=parse_instance_count, default=(1, 1),
+                        help='number of instances to launch (default: 1)')
+    parser.add_argument('-t', '--instance-type', dest='instance_type', metavar='TYPE',
+                        help='type of instance to launch (e.g. m1.small)')
+    parser.add_argument('-k', '--key', metavar='KEYPAIR',
+                        help='name of the key pair to inject into the instances')
+    parser.add_argument('-z', '--availability-zone', dest='zone', metavar='ZONE',
+                        help='availability zone to run the instances in')
+    parser.add_argument('-g', '--group', dest='groups', metavar='GROUP', action='append',
+                        default=[], help='security group to run the instances in (repeatable)')
+    parser.add_argument('--kernel', metavar='KERNEL', help='ID of the kernel to boot')
+    parser.add_argument('--ramdisk', metavar='RAMDISK', help='ID of the ramdisk to boot')
+    data = parser.add_mutually_exclusive_group()
+    data.add_argument('-d', '--user-data', dest='user_data', metavar='DATA',
+                      help='user data to pass to the instances')
+    data.add_argument('-f', '--user-data-file', dest='user_data_file', metavar='FILE',
+                      help='file containing user data to pass to the instances')
+    return parser
+
+
+def run_instances_request(args: argparse.Namespace, user_data: bytes | str | None = None) -> dict:
+    """RunInstances keyword arguments; ``user_data`` is -d or the -f file's bytes.
+
+    boto3 base64-encodes UserData itself, so it is passed raw.
+    """
+    request: dict = {'ImageId': args.image, 'MinCount': args.count[0],
+                     'MaxCount': args.count[1]}
+    for key, value in (('InstanceType', args.instance_type), ('KeyName', args.key),
+                       ('KernelId', args.kernel), ('RamdiskId', args.ramdisk)):
+        if value:
+            request[key] = value
+    if args.zone:
+        request['Placement'] = {'AvailabilityZone': args.zone}
+    if args.groups:
+        request['SecurityGroups'] = args.groups
+    if user_data is None:
+        user_data = args.user_data
+    if user_data:
+        request['UserData'] = user_data
+    return request
+
+
+def run_instances(argv=None) -> int:
+    """euca-run-instances: the new reservation's RESERVATION and INSTANCE lines."""
+    def action(ec2, args):
+        user_data = None
+        if args.user_data_file:
+            with open(args.user_data_file, 'rb') as data_file:
+                user_data = data_file.read()
+        reservation = ec2.run_instances(**run_instances_request(args, user_data))
+        return output.format_reservation(reservation, cli.empty_field(args))
+    return cli.run(run_instances_parser(), action, argv)
+
+
+def describe_instances_parser() -> argparse.ArgumentParser:
+    """Arguments of euca-describe-instances."""
+    parser = cli.command_parser('euca-describe-instances', 'Show information about instances')
+    parser.add_argument('instances', metavar='INSTANCE', nargs='*',
+                        help='limit results to specific instances')
+    cli.add_filter_option(parser)
+    return parser
+
+
+def describe_instances_request(args: argparse.Namespace) -> dict:
+    """DescribeInstances keyword arguments for parsed options."""
+    request = {'InstanceIds': args.instances} if args.instances else {}
+    return _with_filters(request, args)
+
+
+def describe_instances(argv=None) -> int:
+    """euca-describe-instances: RESERVATION, INSTANCE, BLOCKDEVICE, TAG lines."""
+    def action(ec2, args):
+        response = ec2.describe_instances(**describe_instances_request(args))
+        return output.format_reservations(response, cli.empty_field(args))
+    return cli.run(describe_instances_parser(), action, argv)
+
+
+def terminate_instances_parser() -> argparse.ArgumentParser:
+    """Arguments of euca-terminate-instances."""
+    parser = cli.command_parser('euca-terminate-instances', 'Terminate one or more instances')
+    parser.add_argument('instances', metavar='INSTANCE', nargs='+',
+                        help='ID(s) of the instance(s) to terminate')
+    return parser
+
+
+def terminate_instances(argv=None) -> int:
+    """euca-terminate-instances: INSTANCE id previous-state current-state."""
+    def action(ec2, args):
+        response = ec2.terminate_instances(InstanceIds=args.instances)
+        return output.format_terminated(response, cli.empty_field(args))
+    return cli.run(terminate_instances_parser(), action, argv)
+
+
+# --- version -----------------------------------------------------------------
+
+def version_line() -> str:
+    """What euca-version prints."""
+    try:
+        ours = metadata.version('eucalyptus-py')
+    except metadata.PackageNotFoundError:
+        ours = 'unknown'
+    return f'euca2ools {EUCA2OOLS_COMPAT_VERSION} (eucalyptus-py {ours})'
+
+
+def version(argv=None) -> int:
+    """euca-version: the version line; needs no cloud."""
+    parser = cli.command_parser('euca-version', 'Display the version of euca2ools',
+                                cloud=False)
+    parser.parse_args(argv)
+    cli.emit([version_line()])
+    return 0

@@ -1,0 +1,107 @@
+"""SOAP message types shared by the CC and NC services, after the original's WSDL.
+
+Every request and response extends ``eucalyptusMessage`` (correlationId, userId,
+statusMessage, return). Repeated fields are unwrapped repeated elements, as in the
+original (``<instanceIds>a</instanceIds><instanceIds>b</instanceIds>``).
+"""
+
+from spyne import Boolean, ComplexModel, Integer, Long, Unicode
+
+TNS = "http://eucalyptus.ucsb.edu/"
+
+
+def many(type_):
+    """A repeated element of ``type_``."""
+    return type_.customize(max_occurs="unbounded")
+
+
+def required(type_):
+    """A mandatory, non-nil element of ``type_``."""
+    return type_.customize(min_occurs=1, nillable=False)
+
+
+class _Model(ComplexModel):
+    __namespace__ = TNS
+
+
+class eucalyptusMessage(_Model):
+    _type_info = [("correlationId", Unicode), ("userId", Unicode), ("statusMessage", Unicode),
+                  ("return", Boolean)]
+
+
+class virtualBootRecordType(_Model):
+    _type_info = [("resourceLocation", Unicode), ("guestDeviceName", Unicode), ("size", Long),
+                  ("format", Unicode), ("id", Unicode), ("type", Unicode)]
+
+
+class virtualMachineType(_Model):
+    """An instance type: name and size, and the disks of one instance of it."""
+    _type_info = [("name", Unicode), ("memory", Integer), ("cores", Integer), ("disk", Integer),
+                  ("virtualBootRecord", many(virtualBootRecordType))]
+
+
+class netConfigType(_Model):
+    _type_info = [("interfaceId", Unicode), ("device", Integer), ("privateMacAddress", Unicode),
+                  ("privateIp", Unicode), ("publicIp", Unicode), ("vlan", Integer),
+                  ("networkIndex", Integer)]
+
+
+class volumeType(_Model):
+    _type_info = [("volumeId", Unicode), ("remoteDev", Unicode), ("localDev", Unicode),
+                  ("state", Unicode)]
+
+
+class instanceType(_Model):
+    """An instance as the NC and the CC report it."""
+    _type_info = [("uuid", Unicode), ("reservationId", Unicode), ("instanceId", Unicode),
+                  ("imageId", Unicode), ("kernelId", Unicode), ("ramdiskId", Unicode),
+                  ("userId", Unicode), ("ownerId", Unicode), ("accountId", Unicode),
+                  ("keyName", Unicode), ("instanceType", virtualMachineType),
+                  ("netParams", netConfigType), ("stateName", Unicode), ("guestStateName", Unicode),
+                  ("launchTime", Long), ("expiryTime", Long), ("userData", Unicode),
+                  ("launchIndex", Integer), ("platform", Unicode), ("groupNames", many(Unicode)),
+                  ("volumes", many(volumeType)), ("serviceTag", Unicode), ("blkbytes", Long),
+                  ("netbytes", Long)]
+
+
+class runInstanceFields(eucalyptusMessage):
+    """The fields of ncRunInstance, which the CC's RunInstances also carries."""
+    _type_info = [("uuid", Unicode), ("instanceId", Unicode), ("reservationId", Unicode),
+                  ("instanceType", virtualMachineType), ("imageId", Unicode), ("imageURL", Unicode),
+                  ("kernelId", Unicode), ("kernelURL", Unicode), ("ramdiskId", Unicode),
+                  ("ramdiskURL", Unicode), ("ownerId", Unicode), ("accountId", Unicode),
+                  ("keyName", Unicode), ("netParams", netConfigType), ("userData", Unicode),
+                  ("launchIndex", Integer), ("platform", Unicode), ("groupNames", many(Unicode))]
+
+
+def to_dict(obj):
+    """A spyne message (nested models and lists included) as plain dicts and lists; None fields dropped."""
+    if isinstance(obj, ComplexModel):
+        out = {}
+        for name in type(obj).get_flat_type_info(type(obj)):
+            value = getattr(obj, name, None)
+            if value is not None:
+                out[name] = to_dict(value)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def from_dict(cls, data: dict):
+    """A spyne message of ``cls`` from plain dicts; unknown keys are ignored."""
+    if data is None:
+        return None
+    info = cls.get_flat_type_info(cls)
+    fields = {}
+    for name, value in data.items():
+        type_ = info.get(name)
+        if type_ is None or value is None:
+            continue
+        if issubclass(type_, ComplexModel):
+            if type_.Attributes.max_occurs != 1:
+                value = [from_dict(type_, v) for v in value]
+            else:
+                value = from_dict(type_, value)
+        fields[name] = value
+    return cls(**fields)

@@ -1,0 +1,204 @@
+"""One HTTP serving layer for all five daemons: cheroot, with mutual TLS for components.
+
+A daemon builds one ``Listener`` per port (a WSGI app plus, for component ports, the
+key pair and the certificate kinds allowed to call it) and hands them to ``serve``,
+which tells systemd ``READY=1`` once every port listens and drains in-flight
+requests on SIGTERM before it returns.
+"""
+
+import logging
+import os
+import signal
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+from eucacore.ids import current_request_id, new_request_id
+from eucacore.pki import KeyPair
+
+log = logging.getLogger("eucalyptus.http")
+
+#: The header that carries a request id from component to component.
+REQUEST_ID_HEADER = "X-Euca-Request-Id"
+_REQUEST_ID_ENVIRON = "HTTP_X_EUCA_REQUEST_ID"
+#: WSGI environ key holding the calling component's kind (the OU of its certificate).
+PEER_KIND = "eucalyptus.peer_kind"
+
+
+@dataclass
+class Listener:
+    """One port of a daemon: the app, where it listens and, for component ports, its TLS."""
+
+    name: str
+    app: Callable
+    host: str
+    port: int
+    keys: KeyPair | None = None
+    allowed_peers: frozenset[str] = field(default_factory=frozenset)
+    threads: int = 16
+
+
+class RequestLog:
+    """Middleware: gives each request an id and logs one line when it is answered.
+
+    A request id arriving from another component (on a mutual-TLS port only) is
+    kept, so one id follows a request from the CLC to the CC to the NC.
+    """
+
+    def __init__(self, app, name: str, trust_incoming_id: bool):
+        self.app, self.name, self.trust_incoming_id = app, name, trust_incoming_id
+
+    def __call__(self, environ, start_response):
+        incoming = environ.get(_REQUEST_ID_ENVIRON) if self.trust_incoming_id else None
+        rid = incoming or new_request_id()
+        environ["eucalyptus.request_id"] = rid
+        token = current_request_id.set(rid)
+        started = time.monotonic()
+        status_holder = {}
+
+        def _start(status, headers, exc_info=None):
+            status_holder["status"] = status.split(" ", 1)[0]
+            return start_response(status, headers + [(REQUEST_ID_HEADER, rid)], exc_info)
+
+        sent = 0
+        try:
+            for chunk in self.app(environ, _start):
+                sent += len(chunk)
+                yield chunk
+        finally:
+            log.info("%s %s %s %s %s %d %.1fms peer=%s", self.name, rid, environ.get("REQUEST_METHOD"),
+                     environ.get("PATH_INFO"), status_holder.get("status", "-"), sent,
+                     (time.monotonic() - started) * 1000,
+                     environ.get(PEER_KIND) or environ.get("REMOTE_ADDR"))
+            current_request_id.reset(token)
+
+
+class HealthCheck:
+    """Middleware: answers ``GET /healthcheck`` with 200 ``OK``; passes anything else on."""
+
+    def __init__(self, app, check: Callable[[], None] | None = None):
+        self.app, self.check = app, check
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") == "/healthcheck" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            try:
+                if self.check:
+                    self.check()
+                body, status = b"OK\n", "200 OK"
+            except Exception as e:  # a failed check is an answer, not a crash
+                body, status = f"UNHEALTHY {e}\n".encode(), "503 Service Unavailable"
+            start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+            return [body]
+        return self.app(environ, start_response)
+
+
+class PeerCheck:
+    """Middleware for component ports: only a caller whose certificate the cloud CA
+    issued to one of ``allowed`` kinds gets through; the handshake already refused
+    certificates of any other CA."""
+
+    def __init__(self, app, allowed: frozenset[str]):
+        self.app, self.allowed = app, allowed
+
+    def __call__(self, environ, start_response):
+        verified = environ.get("SSL_CLIENT_VERIFY") == "SUCCESS"
+        kind = environ.get("SSL_CLIENT_S_DN_OU", "")
+        if not verified or (self.allowed and kind not in self.allowed):
+            why = "no client certificate" if not verified else f"certificate kind {kind!r} not allowed here"
+            body = (b'<?xml version="1.0" encoding="UTF-8"?><soap11env:Envelope '
+                    b'xmlns:soap11env="http://schemas.xmlsoap.org/soap/envelope/"><soap11env:Body>'
+                    b"<soap11env:Fault><faultcode>soap11env:Client.Unauthorized</faultcode><faultstring>"
+                    + f"refused: {why}".encode() + b"</faultstring></soap11env:Fault></soap11env:Body>"
+                    b"</soap11env:Envelope>")
+            start_response("403 Forbidden", [("Content-Type", "text/xml; charset=utf-8"),
+                                              ("Content-Length", str(len(body)))])
+            return [body]
+        environ[PEER_KIND] = kind
+        return self.app(environ, start_response)
+
+
+def server_tls_context(keys: KeyPair) -> ssl.SSLContext:
+    """TLS for a component port: our certificate; client certificates checked against the cloud CA.
+
+    Verification is optional at the handshake so that ``/healthcheck`` answers a
+    prober with no certificate; ``PeerCheck`` refuses every other request without one.
+    A certificate from another CA fails the handshake itself.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(keys.cert), str(keys.key))
+    ctx.load_verify_locations(str(keys.ca))
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    return ctx
+
+
+def wrap_app(listener: Listener, health: Callable[[], None] | None = None):
+    """The full middleware stack of a listener, outermost first: request log, health, peer check."""
+    app = listener.app
+    if listener.keys:
+        app = PeerCheck(app, listener.allowed_peers)
+    app = HealthCheck(app, health)
+    return RequestLog(app, listener.name, trust_incoming_id=bool(listener.keys))
+
+
+def make_server(listener: Listener, health: Callable[[], None] | None = None) -> wsgi.Server:
+    """A cheroot server for one listener, not yet started."""
+    server = wsgi.Server((listener.host, listener.port), wrap_app(listener, health),
+                         numthreads=listener.threads, server_name=listener.name,
+                         shutdown_timeout=30)
+    if listener.keys:
+        adapter = BuiltinSSLAdapter(str(listener.keys.cert), str(listener.keys.key))
+        adapter.context = server_tls_context(listener.keys)
+        server.ssl_adapter = adapter
+    return server
+
+
+def sd_notify(state: str) -> bool:
+    """Send ``state`` (e.g. ``READY=1``) to systemd if it asked for notifications."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.connect(address)
+        sock.sendall(state.encode())
+    return True
+
+
+def serve(listeners: Iterable[Listener], *, on_stop: Callable[[], None] | None = None,
+          health: Callable[[], None] | None = None, stop_event: threading.Event | None = None) -> None:
+    """Serve every listener until SIGTERM/SIGINT (or ``stop_event``), then drain and return.
+
+    Sends ``READY=1`` once all ports listen and ``STOPPING=1`` when asked to stop;
+    in-flight requests are allowed to finish (cheroot's shutdown timeout) before return.
+    """
+    stop = stop_event or threading.Event()
+    servers = [make_server(listener, health) for listener in listeners]
+    for server in servers:
+        server.prepare()  # binds now, so a busy port fails start-up, not a thread
+    threads = [threading.Thread(target=s.serve, name=f"serve-{s.server_name}", daemon=True) for s in servers]
+    for t in threads:
+        t.start()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    for s in servers:
+        log.info("listening on %s:%s (%s%s)", *s.bind_addr, s.server_name, ", mutual TLS" if s.ssl_adapter else "")
+    sd_notify("READY=1")
+    stop.wait()
+    sd_notify("STOPPING=1")
+    log.info("stopping: draining in-flight requests")
+    if on_stop:
+        on_stop()
+    for s in servers:
+        s.stop()
+    for t in threads:
+        t.join(timeout=35)
+    log.info("stopped")

@@ -1,0 +1,97 @@
+"""The NC's SOAP face: ncRunInstance, ncDescribeInstances, ncDescribeResource, ncTerminateInstance."""
+
+from spyne import Boolean, Integer, Long, ServiceBase, Unicode, rpc
+
+from eucacore.messages import (eucalyptusMessage, from_dict, instanceType, many, required,
+                               runInstanceFields, to_dict)
+from eucacore.soap import EucaFault, make_application
+from nc.node import InstanceNotFound, NodeController
+
+
+class ncRunInstanceType(runInstanceFields):
+    _type_info = [("expiryTime", Long)]
+
+
+class ncRunInstanceResponseType(eucalyptusMessage):
+    _type_info = [("instance", instanceType)]
+
+
+class ncDescribeInstancesType(eucalyptusMessage):
+    _type_info = [("instanceIds", many(Unicode))]
+
+
+class ncDescribeInstancesResponseType(eucalyptusMessage):
+    _type_info = [("instances", many(instanceType))]
+
+
+class ncDescribeResourceType(eucalyptusMessage):
+    _type_info = [("resourceType", Unicode)]
+
+
+class ncDescribeResourceResponseType(eucalyptusMessage):
+    _type_info = [("nodeStatus", Unicode), ("migrationCapable", Boolean), ("iqn", Unicode),
+                  ("memorySizeMax", Integer), ("memorySizeAvailable", Integer),
+                  ("diskSizeMax", Integer), ("diskSizeAvailable", Integer),
+                  ("numberOfCoresMax", Integer), ("numberOfCoresAvailable", Integer),
+                  ("publicSubnets", Unicode), ("hypervisor", Unicode)]
+
+
+class ncTerminateInstanceType(eucalyptusMessage):
+    _type_info = [("instanceId", required(Unicode)), ("force", Boolean)]
+
+
+class ncTerminateInstanceResponseType(eucalyptusMessage):
+    _type_info = [("instanceId", Unicode), ("shutdownState", Unicode), ("previousState", Unicode)]
+
+
+def _reply(cls, request, **fields):
+    return cls(correlationId=request.correlationId, userId=request.userId, **{"return": True}, **fields)
+
+
+def _required(value, name):
+    if not value:
+        raise EucaFault("InvalidParameter", f"{name} is required")
+    return value
+
+
+def application(node: NodeController | None = None):
+    """The NC's spyne application, serving ``node``."""
+
+    class NC(ServiceBase):
+        @rpc(ncRunInstanceType, _returns=ncRunInstanceResponseType, _body_style="bare",
+             _in_message_name="ncRunInstance", _out_message_name="ncRunInstanceResponse")
+        def ncRunInstance(ctx, req):
+            request = to_dict(req)
+            _required(request.get("instanceId"), "instanceId")
+            _required(request.get("imageId"), "imageId")
+            record = node.run_instance(request)
+            return _reply(ncRunInstanceResponseType, req, instance=from_dict(instanceType, record))
+
+        @rpc(ncDescribeInstancesType, _returns=ncDescribeInstancesResponseType, _body_style="bare",
+             _in_message_name="ncDescribeInstances", _out_message_name="ncDescribeInstancesResponse")
+        def ncDescribeInstances(ctx, req):
+            records = node.instances(req.instanceIds or None)
+            return _reply(ncDescribeInstancesResponseType, req,
+                          instances=[from_dict(instanceType, r) for r in records])
+
+        @rpc(ncDescribeResourceType, _returns=ncDescribeResourceResponseType, _body_style="bare",
+             _in_message_name="ncDescribeResource", _out_message_name="ncDescribeResourceResponse")
+        def ncDescribeResource(ctx, req):
+            r = node.resources()
+            return _reply(ncDescribeResourceResponseType, req, nodeStatus="enabled", migrationCapable=False,
+                          memorySizeMax=r.memory_max, memorySizeAvailable=r.memory_free,
+                          diskSizeMax=r.disk_max, diskSizeAvailable=r.disk_free,
+                          numberOfCoresMax=r.cores_max, numberOfCoresAvailable=r.cores_free,
+                          hypervisor=node.config["HYPERVISOR"], publicSubnets="", iqn="")
+
+        @rpc(ncTerminateInstanceType, _returns=ncTerminateInstanceResponseType, _body_style="bare",
+             _in_message_name="ncTerminateInstance", _out_message_name="ncTerminateInstanceResponse")
+        def ncTerminateInstance(ctx, req):
+            try:
+                previous, now = node.terminate_instance(req.instanceId)
+            except InstanceNotFound:
+                raise EucaFault("InvalidInstanceID.NotFound", f"instance {req.instanceId} is not on this node")
+            return _reply(ncTerminateInstanceResponseType, req, instanceId=req.instanceId,
+                          shutdownState=now, previousState=previous)
+
+    return make_application([NC], "EucalyptusNC")

@@ -1,0 +1,83 @@
+"""The SC's SOAP face: CreateStorageVolume, DescribeStorageVolumes, DeleteStorageVolume."""
+
+from spyne import ComplexModel, Integer, ServiceBase, Unicode, rpc
+
+from eucacore import ids
+from eucacore.messages import TNS, eucalyptusMessage, many, required
+from eucacore.soap import EucaFault, make_application
+from sc.volumes import StorageController, VolumeError
+
+
+class storageVolume(ComplexModel):
+    __namespace__ = TNS
+    _type_info = [("volumeId", Unicode), ("size", Unicode), ("snapshotId", Unicode), ("status", Unicode),
+                  ("createTime", Unicode), ("actualDeviceName", Unicode)]
+
+
+class CreateStorageVolumeType(eucalyptusMessage):
+    _type_info = [("volumeId", required(Unicode)), ("size", Integer), ("snapshotId", Unicode),
+                  ("parentVolumeId", Unicode)]
+
+
+class CreateStorageVolumeResponseType(eucalyptusMessage):
+    _type_info = [("volumeId", Unicode), ("size", Unicode), ("snapshotId", Unicode), ("status", Unicode),
+                  ("createTime", Unicode)]
+
+
+class DeleteStorageVolumeType(eucalyptusMessage):
+    _type_info = [("volumeId", required(Unicode))]
+
+
+class DeleteStorageVolumeResponseType(eucalyptusMessage):
+    _type_info = [("volumeId", Unicode)]
+
+
+class DescribeStorageVolumesType(eucalyptusMessage):
+    _type_info = [("volumeSet", many(Unicode))]
+
+
+class DescribeStorageVolumesResponseType(eucalyptusMessage):
+    _type_info = [("volumeSet", many(storageVolume))]
+
+
+def _volume(row: dict) -> storageVolume:
+    return storageVolume(volumeId=row["volume_id"], size=str(row["size"]), snapshotId=row["snapshot_id"] or None,
+                         status=row["status"], createTime=ids.isoformat(row["create_time"]),
+                         actualDeviceName=row["path"])
+
+
+def _reply(cls, request, **fields):
+    return cls(correlationId=request.correlationId, userId=request.userId, **{"return": True}, **fields)
+
+
+def application(sc: StorageController | None = None):
+    """The SC's spyne application, serving ``sc``."""
+
+    class SC(ServiceBase):
+        @rpc(CreateStorageVolumeType, _returns=CreateStorageVolumeResponseType, _body_style="bare",
+             _in_message_name="CreateStorageVolume", _out_message_name="CreateStorageVolumeResponse")
+        def CreateStorageVolume(ctx, req):
+            try:
+                row = sc.create_volume(req.volumeId, int(req.size or 0), req.snapshotId)
+            except VolumeError as e:
+                raise EucaFault(e.code, str(e))
+            v = _volume(row)
+            return _reply(CreateStorageVolumeResponseType, req, volumeId=v.volumeId, size=v.size,
+                          snapshotId=v.snapshotId, status=v.status, createTime=v.createTime)
+
+        @rpc(DeleteStorageVolumeType, _returns=DeleteStorageVolumeResponseType, _body_style="bare",
+             _in_message_name="DeleteStorageVolume", _out_message_name="DeleteStorageVolumeResponse")
+        def DeleteStorageVolume(ctx, req):
+            try:
+                sc.delete_volume(req.volumeId)
+            except VolumeError as e:
+                raise EucaFault(e.code, str(e))
+            return _reply(DeleteStorageVolumeResponseType, req, volumeId=req.volumeId)
+
+        @rpc(DescribeStorageVolumesType, _returns=DescribeStorageVolumesResponseType, _body_style="bare",
+             _in_message_name="DescribeStorageVolumes", _out_message_name="DescribeStorageVolumesResponse")
+        def DescribeStorageVolumes(ctx, req):
+            return _reply(DescribeStorageVolumesResponseType, req,
+                          volumeSet=[_volume(r) for r in sc.volumes(req.volumeSet or None)])
+
+    return make_application([SC], "EucalyptusSC")

@@ -1,0 +1,180 @@
+"""A whole single-host cloud for tests: five daemons as real processes on loopback.
+
+``Cloud.start()`` writes a eucalyptus.conf with free ports and the libvirt test
+driver, runs ``euca_conf --initialize`` and the registrations, starts every daemon
+with its own NOTIFY_SOCKET and waits for its ``READY=1``. ``stop()`` ends them all
+(SIGTERM, then SIGKILL) and is safe to call more than once.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import botocore.config
+
+DAEMONS = {"clc": "clc", "walrus": "walrus", "sc": "sc", "cc": "cc", "nc": "nc"}
+#: Start order: the CLC first (Walrus asks it about keys), the NC before the CC polls it.
+ORDER = ("clc", "walrus", "sc", "nc", "cc")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_tool(args: list[str], env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run one of the project's commands (``python -m module``) and capture its output."""
+    proc = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, env=env, timeout=120)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc
+
+
+class Cloud:
+    """One test cloud rooted at ``root``."""
+
+    def __init__(self, root: Path, **overrides):
+        self.root = Path(root)
+        self.ports = {"CLOUD_PORT": free_port(), "CLOUD_SSL_PORT": free_port(), "CC_PORT": free_port(),
+                      "NC_PORT": free_port(), "WALRUS_PORT": free_port(), "SC_PORT": free_port()}
+        self.settings = {"EUCALYPTUS": str(self.root), "BIND_ADDR": "127.0.0.1", "CLOUD_HOST": "127.0.0.1",
+                         "HYPERVISOR": "test", "NC_POLLING_FREQUENCY": "1", "CLC_POLLING_FREQUENCY": "1",
+                         "LOGLEVEL": "DEBUG", **{k: str(v) for k, v in self.ports.items()}, **overrides}
+        self.conf = self.root / "eucalyptus.conf"
+        self.cred_dir = self.root / "creds"
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.logs: dict[str, Path] = {}
+
+    # -- set-up --------------------------------------------------------------
+
+    def write_conf(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.conf.write_text("".join(f'{k}="{v}"\n' for k, v in self.settings.items()))
+
+    def euca_conf(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return run_tool(["euca2ools.euca_conf", "--config", str(self.conf), *args], check=check)
+
+    def setup(self) -> None:
+        """Config, CA, admin credentials and the registration of every component."""
+        self.write_conf()
+        self.euca_conf("--initialize", "--cred-dir", str(self.cred_dir))
+        self.euca_conf("--register-walrus", f"127.0.0.1:{self.ports['WALRUS_PORT']}")
+        self.euca_conf("--register-sc", "zone-a", f"127.0.0.1:{self.ports['SC_PORT']}")
+        self.euca_conf("--register-cluster", "zone-a", f"127.0.0.1:{self.ports['CC_PORT']}")
+        self.euca_conf("--register-nodes", f"127.0.0.1:{self.ports['NC_PORT']}")
+        self.euca_conf("--get-credentials", str(self.cred_dir))
+        self.eucarc = parse_eucarc(self.cred_dir / "eucarc")
+
+    def start(self) -> "Cloud":
+        self.setup()
+        for name in ORDER:
+            self.start_daemon(name)
+        return self
+
+    def start_daemon(self, name: str, timeout: float = 60) -> subprocess.Popen:
+        """Start one daemon and wait for its READY=1 (as systemd would)."""
+        notify_path = self.root / f"notify-{name}.sock"
+        notify_path.unlink(missing_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(notify_path))
+        sock.settimeout(0.5)
+        env = dict(os.environ, NOTIFY_SOCKET=str(notify_path), PYTHONUNBUFFERED="1")
+        log = self.root / f"{name}.stderr"
+        self.logs[name] = log
+        proc = subprocess.Popen([sys.executable, "-m", DAEMONS[name], "--config", str(self.conf)],
+                                stdout=subprocess.DEVNULL, stderr=open(log, "ab"), env=env)
+        self.procs[name] = proc
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    raise AssertionError(f"{name} exited with {proc.returncode}: {log.read_text()[-3000:]}")
+                try:
+                    if b"READY=1" in sock.recv(4096):
+                        return proc
+                except socket.timeout:
+                    continue
+            raise AssertionError(f"{name} did not send READY=1 in {timeout}s: {log.read_text()[-3000:]}")
+        finally:
+            sock.close()
+            notify_path.unlink(missing_ok=True)
+
+    def kill9(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    def stop_daemon(self, name: str, timeout: float = 40) -> int:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return proc.returncode if proc else 0
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return -9
+
+    def stop(self) -> None:
+        for name in reversed(ORDER):
+            self.stop_daemon(name)
+
+    # -- clients -------------------------------------------------------------
+
+    @property
+    def ec2_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['CLOUD_PORT']}/services/compute"
+
+    @property
+    def s3_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['WALRUS_PORT']}"
+
+    def client(self, service: str, access_key: str | None = None, secret_key: str | None = None, **config):
+        """A boto3 client of our EC2 or S3 endpoint, as the admin unless keys are given."""
+        url = self.ec2_url if service == "ec2" else self.s3_url
+        cfg = botocore.config.Config(retries={"max_attempts": 1}, **config)
+        if service == "s3":
+            cfg = cfg.merge(botocore.config.Config(s3={"addressing_style": "path"}))
+        return boto3.session.Session().client(
+            service, endpoint_url=url, region_name="eucalyptus", verify=False, config=cfg,
+            aws_access_key_id=access_key or self.eucarc["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=secret_key or self.eucarc["AWS_SECRET_ACCESS_KEY"])
+
+    def keys_dir(self) -> Path:
+        return self.root / "var/lib/eucalyptus/keys"
+
+    def tool_env(self) -> dict:
+        """The environment a user gets by sourcing the eucarc."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "EC2_", "EUCA"))}
+        env.update(self.eucarc)
+        env["HOME"] = str(self.root)
+        return env
+
+
+def parse_eucarc(path: Path) -> dict[str, str]:
+    """The exported KEY=value pairs of an eucarc, with ${EUCA_KEY_DIR} resolved."""
+    out = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export "):].partition("=")
+            out[key] = value.replace("${EUCA_KEY_DIR}", str(path.parent))
+    return out
+
+
+def wait_for(predicate, timeout: float = 60, interval: float = 0.5, what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy; that value is returned."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")

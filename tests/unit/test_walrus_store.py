@@ -1,0 +1,170 @@
+"""walrus.store: atomic writes, unicode keys, listings, crash sweep."""
+
+import hashlib
+import io
+import os
+
+import pytest
+
+from walrus import store as st
+from walrus.store import WalrusStore, key_successor
+
+
+@pytest.fixture
+def store(tmp_path):
+    return WalrusStore(tmp_path / "bukkits", tmp_path / "walrus.db")
+
+
+def put(store, bucket, key, data=b"x", **kw):
+    return store.put_object(bucket, key, io.BytesIO(data), len(data), **kw)
+
+
+def files(store, bucket):
+    return sorted(os.listdir(store.root / bucket))
+
+
+def test_put_get_replace_delete_keeps_one_file(store):
+    store.create_bucket("b1", "111")
+    info = put(store, "b1", "k", b"hello")
+    assert info.etag == '"%s"' % hashlib.md5(b"hello").hexdigest()
+    assert info.size == 5
+    assert len(files(store, "b1")) == 1
+    put(store, "b1", "k", b"world!", metadata={"a": "1"}, content_type="text/plain")
+    assert len(files(store, "b1")) == 1
+    info, f = store.open_object("b1", "k")
+    with f:
+        assert f.read() == b"world!"
+    assert info.metadata == {"a": "1"} and info.content_type == "text/plain"
+    store.delete_object("b1", "k")
+    store.delete_object("b1", "k")  # idempotent
+    assert files(store, "b1") == []
+    with pytest.raises(st.NoSuchKey):
+        store.head_object("b1", "k")
+
+
+def test_failed_verify_stores_nothing_and_keeps_old(store):
+    store.create_bucket("b1", "111")
+    put(store, "b1", "k", b"old")
+
+    def refuse(digests):
+        raise ValueError("bad digest")
+
+    with pytest.raises(ValueError):
+        put(store, "b1", "k", b"new", verify=refuse)
+    info, f = store.open_object("b1", "k")
+    with f:
+        assert f.read() == b"old"
+    assert len(files(store, "b1")) == 1
+
+
+def test_short_body_is_incomplete(store):
+    store.create_bucket("b1", "111")
+    with pytest.raises(st.IncompleteBody):
+        store.put_object("b1", "k", io.BytesIO(b"abc"), 10)
+    assert files(store, "b1") == []
+
+
+def test_unicode_and_pathlike_keys_never_touch_paths(store):
+    store.create_bucket("b1", "111")
+    keys = ["../../etc/passwd", "a/b/c", "with space", "ünï/cødé ☃", "/leading", "x" * 1000]
+    for key in keys:
+        put(store, "b1", key, key.encode())
+    for key in keys:
+        _, f = store.open_object("b1", key)
+        with f:
+            assert f.read() == key.encode()
+    assert all(len(name) == 32 for name in files(store, "b1"))
+    assert not (store.root.parent / "etc").exists()
+
+
+def test_buckets(store):
+    store.create_bucket("b1", "111")
+    with pytest.raises(st.BucketExists) as exc:
+        store.create_bucket("b1", "222")
+    assert exc.value.owner == "111"
+    store.create_bucket("a1", "111")
+    store.create_bucket("c1", "222")
+    assert [b.name for b in store.list_buckets("111")] == ["a1", "b1"]
+    put(store, "b1", "k")
+    with pytest.raises(st.BucketNotEmpty):
+        store.delete_bucket("b1")
+    store.delete_object("b1", "k")
+    store.delete_bucket("b1")
+    assert not (store.root / "b1").exists()
+    with pytest.raises(st.NoSuchBucket):
+        store.delete_bucket("b1")
+    with pytest.raises(st.NoSuchBucket):
+        put(store, "nope", "k")
+
+
+def test_listing_is_utf8_byte_order(store):
+    store.create_bucket("b1", "111")
+    keys = ["b", "a", "\u00e9", "\U0001f600", "\uffff", "Z", "a/b", "a-b"]
+    for key in keys:
+        put(store, "b1", key)
+    got = [o.key for o in store.list_objects("b1").contents]
+    assert got == sorted(keys, key=lambda k: k.encode("utf-8"))
+
+
+@pytest.fixture
+def many(store):
+    store.create_bucket("big", "111")
+    keys = []
+    for d in range(10):
+        for f in range(300):
+            keys.append(f"dir{d}/file{f:04d}")
+    keys += [f"top{i}" for i in range(50)] + ["dir3/sub/deep", "dir3/sub/deeper/x"]
+    for key in keys:
+        put(store, "big", key)
+    return sorted(keys, key=lambda k: k.encode())
+
+
+def page_all(store, **kw):
+    out, after = [], ""
+    while True:
+        listing = store.list_objects("big", start_after=after, **kw)
+        out += sorted([o.key for o in listing.contents] + listing.common_prefixes,
+                      key=lambda k: k.encode())
+        if not listing.is_truncated:
+            return out
+        assert len(listing) == kw.get("max_keys", 1000)
+        after = listing.last
+
+
+def test_pagination_over_thousands(store, many):
+    assert page_all(store, max_keys=137) == many
+    assert page_all(store, max_keys=137, prefix="dir3/") == [k for k in many if k.startswith("dir3/")]
+
+
+def test_delimiter_rolls_up(store, many):
+    listing = store.list_objects("big", delimiter="/")
+    assert listing.common_prefixes == [f"dir{d}/" for d in range(10)]
+    assert [o.key for o in listing.contents] == sorted(f"top{i}" for i in range(50))
+    listing = store.list_objects("big", prefix="dir3/", delimiter="/", max_keys=5000)
+    assert listing.common_prefixes == ["dir3/sub/"]
+    assert len(listing.contents) == 300
+    # paging through a delimited listing: a common prefix marker skips its keys
+    assert page_all(store, delimiter="/", max_keys=3) == \
+        [f"dir{d}/" for d in range(10)] + sorted(f"top{i}" for i in range(50))
+
+
+def test_key_successor():
+    assert key_successor("a/") == "a0"
+    assert key_successor("") is None
+    assert key_successor("a\U0010ffff") == "b"
+    assert key_successor("\ud7ff") == "\ue000"
+
+
+def test_sweep_removes_crash_leftovers(tmp_path):
+    store = WalrusStore(tmp_path / "bukkits", tmp_path / "walrus.db")
+    store.create_bucket("b1", "111")
+    put(store, "b1", "k", b"kept")
+    (store.root / "b1" / ".tmp-deadbeef").write_bytes(b"partial")
+    (store.root / "b1" / ("0" * 32)).write_bytes(b"renamed, never committed")
+    (store.root / "gone").mkdir()  # a deleted bucket's directory
+    reopened = WalrusStore(tmp_path / "bukkits", tmp_path / "walrus.db")
+    assert len(files(reopened, "b1")) == 1
+    assert not (reopened.root / "gone").exists()
+    _, f = reopened.open_object("b1", "k")
+    with f:
+        assert f.read() == b"kept"

@@ -1,0 +1,427 @@
+"""Walrus storage: the one seam through which buckets and objects reach the disk.
+
+Object data lives in ``<storage_dir>/<bucket>/<generated name>``; everything else
+(who owns a bucket, which file holds a key, its ETag and metadata) lives in SQLite.
+A key is arbitrary UTF-8 and is never used as a path.  An object is written to a
+temp file, fsynced, renamed into place and only then committed; a crash at any
+point leaves either the old object or the new one, and :meth:`WalrusStore.sweep`
+(run on open) removes whatever files no committed row names.
+"""
+
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eucacore.db import Store
+from eucacore.ids import now
+
+log = logging.getLogger("eucalyptus.walrus.store")
+
+CHUNK = 1024 * 1024
+TEMP_PREFIX = ".tmp-"
+_END = object()
+
+
+class StoreError(Exception):
+    """A storage refusal the caller can show to a user."""
+
+
+class NoSuchBucket(StoreError):
+    """The bucket does not exist."""
+
+
+class NoSuchKey(StoreError):
+    """The bucket has no object under that key."""
+
+
+class BucketNotEmpty(StoreError):
+    """A bucket with objects in it cannot be deleted."""
+
+
+class BucketExists(StoreError):
+    """The bucket name is taken; ``owner`` is the account holding it."""
+
+    def __init__(self, name: str, owner: str):
+        super().__init__(name)
+        self.owner = owner
+
+
+class IncompleteBody(StoreError):
+    """The stream ended before the promised number of bytes."""
+
+
+@dataclass
+class Bucket:
+    """A bucket row."""
+
+    name: str
+    owner: str
+    created: float
+
+
+@dataclass
+class Digests:
+    """What was computed over an object's bytes while it was written."""
+
+    size: int
+    md5: bytes
+    sha256: bytes
+    crc32: int
+
+    @property
+    def crc32_b64(self) -> str:
+        return base64.b64encode(self.crc32.to_bytes(4, "big")).decode()
+
+
+@dataclass
+class ObjectInfo:
+    """An object's metadata row (not its bytes)."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    last_modified: float
+    content_type: str = "binary/octet-stream"
+    metadata: dict = field(default_factory=dict)
+    headers: dict = field(default_factory=dict)
+    checksum_crc32: str | None = None
+    file: str = ""
+
+
+def _migration_1(db):
+    db.execute("""CREATE TABLE buckets (
+        name TEXT PRIMARY KEY, owner TEXT NOT NULL, created REAL NOT NULL)""")
+    db.execute("CREATE INDEX buckets_owner ON buckets(owner, name)")
+    db.execute("""CREATE TABLE objects (
+        bucket TEXT NOT NULL REFERENCES buckets(name),
+        key TEXT NOT NULL,
+        file TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        etag TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        checksum_crc32 TEXT,
+        content_type TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        last_modified REAL NOT NULL,
+        PRIMARY KEY (bucket, key)) WITHOUT ROWID""")
+
+
+MIGRATIONS = [_migration_1]
+
+
+def key_successor(prefix: str) -> str | None:
+    """The least string greater than every string that starts with ``prefix``.
+
+    SQLite compares TEXT by memcmp of UTF-8, which is code point order, so
+    bumping the last code point bounds a prefix range; None when unbounded.
+    """
+    chars = list(prefix)
+    while chars:
+        last = ord(chars.pop())
+        if last < 0x10FFFF:
+            nxt = last + 1
+            if 0xD800 <= nxt <= 0xDFFF:  # surrogates have no UTF-8 form
+                nxt = 0xE000
+            return "".join(chars) + chr(nxt)
+    return None
+
+
+class WalrusStore:
+    """Buckets and objects: files under ``storage_dir``, rows in ``db_path``."""
+
+    def __init__(self, storage_dir: str | Path, db_path: str | Path):
+        self.root = Path(storage_dir)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.store = Store(db_path, MIGRATIONS)
+        self.sweep()
+
+    @classmethod
+    def from_config(cls, config) -> "WalrusStore":
+        """The store at the configured places: WALRUS_STORAGE_DIR and state_dir/walrus.db."""
+        return cls(config.walrus_storage_dir(), config.state_dir() / "walrus.db")
+
+    @property
+    def db(self):
+        return self.store.db
+
+    @contextlib.contextmanager
+    def _write(self):
+        """A write transaction taken up front, so concurrent writers queue rather than fail."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+
+    # ------------------------------------------------------------ buckets
+
+    def sweep(self) -> None:
+        """Remove temp files, files no row names, and directories of deleted buckets."""
+        buckets = {row[0] for row in self.db.execute("SELECT name FROM buckets")}
+        for entry in os.scandir(self.root):
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            if entry.name not in buckets:
+                log.info("sweep: removing directory of deleted bucket %s", entry.name)
+                shutil.rmtree(entry.path, ignore_errors=True)
+                continue
+            known = {row[0] for row in self.db.execute(
+                "SELECT file FROM objects WHERE bucket = ?", [entry.name])}
+            for item in os.scandir(entry.path):
+                if item.name not in known:
+                    log.info("sweep: removing %s/%s", entry.name, item.name)
+                    os.unlink(item.path)
+        for name in buckets:
+            (self.root / name).mkdir(exist_ok=True)
+
+    def create_bucket(self, name: str, owner: str) -> Bucket:
+        """Create ``name`` for ``owner``; BucketExists when the name is taken."""
+        with self._write() as conn:
+            row = conn.execute("SELECT owner FROM buckets WHERE name = ?", [name]).fetchone()
+            if row:
+                raise BucketExists(name, row[0])
+            bucket = Bucket(name, owner, now())
+            conn.execute("INSERT INTO buckets (name, owner, created) VALUES (?, ?, ?)",
+                         [bucket.name, bucket.owner, bucket.created])
+            (self.root / name).mkdir(exist_ok=True)
+        return bucket
+
+    def get_bucket(self, name: str) -> Bucket:
+        """The bucket row; NoSuchBucket when absent."""
+        row = self.db.execute("SELECT name, owner, created FROM buckets WHERE name = ?",
+                              [name]).fetchone()
+        if row is None:
+            raise NoSuchBucket(name)
+        return Bucket(*row)
+
+    def list_buckets(self, owner: str) -> list[Bucket]:
+        """``owner``'s buckets in name order."""
+        rows = self.db.execute("SELECT name, owner, created FROM buckets WHERE owner = ? "
+                               "ORDER BY name", [owner])
+        return [Bucket(*row) for row in rows]
+
+    def count_buckets(self, owner: str) -> int:
+        return self.db.execute("SELECT count(*) FROM buckets WHERE owner = ?",
+                               [owner]).fetchone()[0]
+
+    def delete_bucket(self, name: str) -> None:
+        """Delete an empty bucket; NoSuchBucket, BucketNotEmpty."""
+        with self._write() as conn:
+            if not conn.execute("SELECT 1 FROM buckets WHERE name = ?", [name]).fetchone():
+                raise NoSuchBucket(name)
+            if conn.execute("SELECT 1 FROM objects WHERE bucket = ? LIMIT 1", [name]).fetchone():
+                raise BucketNotEmpty(name)
+            conn.execute("DELETE FROM buckets WHERE name = ?", [name])
+        shutil.rmtree(self.root / name, ignore_errors=True)
+
+    # ------------------------------------------------------------ objects
+
+    def put_object(self, bucket: str, key: str, stream, length: int | None, *,
+                   content_type: str = "binary/octet-stream", metadata: dict | None = None,
+                   headers: dict | None = None, checksum_crc32: str | None = None,
+                   verify: Callable[[Digests], None] | None = None) -> ObjectInfo:
+        """Write ``length`` bytes of ``stream`` (all of it when None) as ``bucket/key``.
+
+        ``verify(digests)`` runs after the bytes are on disk and before anything
+        is committed; if it (or anything else) raises, nothing is stored.  A
+        replaced object's file is removed after the commit.
+        """
+        self.get_bucket(bucket)
+        directory = self.root / bucket
+        temp = directory / f"{TEMP_PREFIX}{secrets.token_hex(12)}"
+        try:
+            digests = self._write_file(temp, stream, length)
+            if verify:
+                verify(digests)
+            final = directory / secrets.token_hex(16)
+            os.rename(temp, final)
+            _fsync_dir(directory)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            raise
+        info = ObjectInfo(bucket=bucket, key=key, size=digests.size,
+                          etag=f'"{digests.md5.hex()}"', last_modified=now(),
+                          content_type=content_type or "binary/octet-stream",
+                          metadata=metadata or {}, headers=headers or {},
+                          checksum_crc32=checksum_crc32, file=final.name)
+        try:
+            old = self._commit_object(info, digests)
+        except BaseException:
+            os.unlink(final)
+            raise
+        if old:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(directory / old)
+        return info
+
+    @staticmethod
+    def _write_file(path: Path, stream, length: int | None) -> Digests:
+        md5, sha = hashlib.md5(), hashlib.sha256()
+        crc, size = 0, 0
+        with open(path, "xb") as out:
+            while length is None or size < length:
+                want = CHUNK if length is None else min(CHUNK, length - size)
+                chunk = stream.read(want)
+                if not chunk:
+                    if length is not None:
+                        raise IncompleteBody(f"got {size} of {length} bytes")
+                    break
+                out.write(chunk)
+                md5.update(chunk)
+                sha.update(chunk)
+                crc = zlib.crc32(chunk, crc)
+                size += len(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        return Digests(size, md5.digest(), sha.digest(), crc)
+
+    def _commit_object(self, info: ObjectInfo, digests: Digests) -> str | None:
+        with self._write() as conn:
+            if not conn.execute("SELECT 1 FROM buckets WHERE name = ?", [info.bucket]).fetchone():
+                raise NoSuchBucket(info.bucket)
+            row = conn.execute("SELECT file FROM objects WHERE bucket = ? AND key = ?",
+                               [info.bucket, info.key]).fetchone()
+            conn.execute(
+                "INSERT OR REPLACE INTO objects (bucket, key, file, size, etag, sha256, "
+                "checksum_crc32, content_type, metadata, headers, last_modified) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [info.bucket, info.key, info.file, info.size, info.etag, digests.sha256.hex(),
+                 info.checksum_crc32, info.content_type, json.dumps(info.metadata),
+                 json.dumps(info.headers), info.last_modified])
+        return row[0] if row else None
+
+    def head_object(self, bucket: str, key: str) -> ObjectInfo:
+        """The object's metadata; NoSuchBucket, NoSuchKey."""
+        row = self.db.execute(
+            "SELECT bucket, key, size, etag, last_modified, content_type, metadata, headers, "
+            "checksum_crc32, file FROM objects WHERE bucket = ? AND key = ?",
+            [bucket, key]).fetchone()
+        if row is None:
+            self.get_bucket(bucket)
+            raise NoSuchKey(key)
+        return _object_info(row)
+
+    def open_object(self, bucket: str, key: str):
+        """(ObjectInfo, open binary file) of the object; the caller closes the file.
+
+        The file stays readable even if the object is replaced meanwhile.
+        """
+        for _ in range(5):  # a concurrent replace may unlink the file between row and open
+            info = self.head_object(bucket, key)
+            try:
+                return info, open(self.root / bucket / info.file, "rb")
+            except FileNotFoundError:
+                continue
+        raise NoSuchKey(key)
+
+    def delete_object(self, bucket: str, key: str) -> None:
+        """Delete the object if it exists (idempotent); NoSuchBucket."""
+        with self._write() as conn:
+            if not conn.execute("SELECT 1 FROM buckets WHERE name = ?", [bucket]).fetchone():
+                raise NoSuchBucket(bucket)
+            row = conn.execute("SELECT file FROM objects WHERE bucket = ? AND key = ?",
+                               [bucket, key]).fetchone()
+            conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", [bucket, key])
+        if row:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.root / bucket / row[0])
+
+    def list_objects(self, bucket: str, *, prefix: str = "", delimiter: str = "",
+                     start_after: str = "", max_keys: int = 1000) -> "Listing":
+        """Keys of ``bucket`` after ``start_after`` in UTF-8 byte order, rolled up by delimiter."""
+        self.get_bucket(bucket)
+        listing = Listing()
+        lower, inclusive = max(prefix, start_after), start_after < prefix
+        if delimiter and start_after.startswith(prefix):
+            # a marker that is itself a common prefix skips everything under it
+            rest = start_after[len(prefix):]
+            cut = rest.find(delimiter)
+            if cut >= 0 and cut + len(delimiter) == len(rest):
+                succ = key_successor(start_after)
+                if succ is None:
+                    return listing
+                lower, inclusive = succ, True
+        upper = key_successor(prefix) if prefix else None
+        while True:
+            restart = None
+            for item in self._scan(bucket, lower, inclusive, upper):
+                if len(listing) >= max_keys:
+                    listing.is_truncated = True
+                    return listing
+                cut = item.key.find(delimiter, len(prefix)) if delimiter else -1
+                if cut >= 0:
+                    common = item.key[:cut + len(delimiter)]
+                    listing.common_prefixes.append(common)
+                    listing.last = common
+                    # skip straight past every key under this common prefix
+                    restart = key_successor(common) or _END
+                    break
+                listing.contents.append(item)
+                listing.last = item.key
+            if restart is None or restart is _END:
+                return listing
+            lower, inclusive = restart, True
+
+    def _scan(self, bucket: str, lower: str, inclusive: bool, upper: str | None,
+              batch: int = 500) -> Iterator[ObjectInfo]:
+        """Objects from ``lower`` up to ``upper`` (exclusive) in key order, in batches."""
+        while True:
+            sql = ("SELECT bucket, key, size, etag, last_modified, content_type, metadata, "
+                   "headers, checksum_crc32, file FROM objects WHERE bucket = ? AND key "
+                   + (">=" if inclusive else ">") + " ?")
+            args = [bucket, lower]
+            if upper is not None:
+                sql += " AND key < ?"
+                args.append(upper)
+            rows = self.db.execute(sql + " ORDER BY key LIMIT ?", args + [batch]).fetchall()
+            for row in rows:
+                yield _object_info(row)
+            if len(rows) < batch:
+                return
+            lower, inclusive = rows[-1][1], False
+
+
+@dataclass
+class Listing:
+    """One page of a bucket listing."""
+
+    contents: list = field(default_factory=list)
+    common_prefixes: list = field(default_factory=list)
+    is_truncated: bool = False
+    last: str | None = None  # the last key or common prefix returned
+
+    def __len__(self):
+        return len(self.contents) + len(self.common_prefixes)
+
+
+def _object_info(row) -> ObjectInfo:
+    (bucket, key, size, etag, last_modified, content_type, metadata, headers,
+     checksum_crc32, file) = row
+    return ObjectInfo(bucket=bucket, key=key, size=size, etag=etag,
+                      last_modified=last_modified, content_type=content_type,
+                      metadata=json.loads(metadata), headers=json.loads(headers),
+                      checksum_crc32=checksum_crc32, file=file)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

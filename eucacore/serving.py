@@ -166,9 +166,13 @@ def sd_notify(state: str) -> bool:
         return False
     if address.startswith("@"):
         address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.connect(address)
-        sock.sendall(state.encode())
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(state.encode())
+    except OSError as e:  # the supervisor went away; serving goes on regardless
+        log.warning("cannot notify %s: %s", address, e)
+        return False
     return True
 
 
@@ -191,14 +195,16 @@ def serve(listeners: Iterable[Listener], *, on_stop: Callable[[], None] | None =
             signal.signal(sig, lambda *_: stop.set())
     for s in servers:
         log.info("listening on %s:%s (%s%s)", *s.bind_addr, s.server_name, ", mutual TLS" if s.ssl_adapter else "")
-    sd_notify("READY=1")
-    stop.wait()
-    sd_notify("STOPPING=1")
-    log.info("stopping: draining in-flight requests")
-    if on_stop:
-        on_stop()
-    for s in servers:
-        s.stop()
-    for t in threads:
-        t.join(timeout=35)
-    log.info("stopped")
+    try:
+        sd_notify("READY=1")
+        stop.wait()
+        sd_notify("STOPPING=1")
+        log.info("stopping: draining in-flight requests")
+        if on_stop:
+            on_stop()
+    finally:
+        for s in servers:
+            s.stop()
+        for t in threads:
+            t.join(timeout=35)
+        log.info("stopped")

@@ -17,6 +17,8 @@ from pathlib import Path
 import boto3
 import botocore.config
 
+from eucacore.launch import LaunchError, launch
+
 DAEMONS = {"clc": "clc", "walrus": "walrus", "sc": "sc", "cc": "cc", "nc": "nc"}
 #: Start order: the CLC first (Walrus asks it about keys), the NC before the CC polls it.
 ORDER = ("clc", "walrus", "sc", "nc", "cc")
@@ -79,31 +81,14 @@ class Cloud:
 
     def start_daemon(self, name: str, timeout: float = 60) -> subprocess.Popen:
         """Start one daemon and wait for its READY=1 (as systemd would)."""
-        notify_path = self.root / f"notify-{name}.sock"
-        notify_path.unlink(missing_ok=True)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.bind(str(notify_path))
-        sock.settimeout(0.5)
-        env = dict(os.environ, NOTIFY_SOCKET=str(notify_path), PYTHONUNBUFFERED="1")
         log = self.root / f"{name}.stderr"
         self.logs[name] = log
-        proc = subprocess.Popen([sys.executable, "-m", DAEMONS[name], "--config", str(self.conf)],
-                                stdout=subprocess.DEVNULL, stderr=open(log, "ab"), env=env)
-        self.procs[name] = proc
-        deadline = time.monotonic() + timeout
         try:
-            while time.monotonic() < deadline:
-                if proc.poll() is not None:
-                    raise AssertionError(f"{name} exited with {proc.returncode}: {log.read_text()[-3000:]}")
-                try:
-                    if b"READY=1" in sock.recv(4096):
-                        return proc
-                except socket.timeout:
-                    continue
-            raise AssertionError(f"{name} did not send READY=1 in {timeout}s: {log.read_text()[-3000:]}")
-        finally:
-            sock.close()
-            notify_path.unlink(missing_ok=True)
+            proc = launch(DAEMONS[name], self.conf, log, timeout=timeout)
+        except LaunchError as e:
+            raise AssertionError(str(e)) from None
+        self.procs[name] = proc
+        return proc
 
     def kill9(self, name: str) -> None:
         proc = self.procs.pop(name)

@@ -3,7 +3,6 @@ endpoints refuse bad, missing or expired signatures with AWS's own error codes."
 
 import ssl
 import urllib.request
-from datetime import datetime, timedelta, timezone
 
 import botocore.exceptions
 import pytest

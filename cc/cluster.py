@@ -11,6 +11,7 @@ import threading
 from eucacore import ids, pki, soap
 from eucacore.config import Config, load_config
 from eucacore.db import Store
+from eucacore.periodic import run_periodically
 from cc.scheduler import NodeCapacity, Scheduler
 
 log = logging.getLogger("eucalyptus.cc")
@@ -104,15 +105,8 @@ class ClusterController:
                                                    "last_seen": now}, pk="instance_id")
 
     def start_polling(self) -> None:
-        def loop():
-            while not self._stop.is_set():
-                try:
-                    self.poll_once()
-                except Exception:
-                    log.exception("poll failed")
-                self._stop.wait(self.config["NC_POLLING_FREQUENCY"])
-        self._poller = threading.Thread(target=loop, name="nc-poller", daemon=True)
-        self._poller.start()
+        self._poller = run_periodically("nc-poller", self.poll_once,
+                                        lambda: self.config["NC_POLLING_FREQUENCY"], self._stop)
 
     def stop(self) -> None:
         self._stop.set()

@@ -3,26 +3,26 @@
 from spyne import Boolean, ComplexModel, Integer, ServiceBase, Unicode, rpc
 
 from cc.cluster import ClusterController, NoCapacity
-from eucacore.messages import (TNS, eucalyptusMessage, from_dict, instanceType, many, runInstanceFields,
+from eucacore.messages import (BASE_FIELDS, RUN_INSTANCE_FIELDS, Message, TNS, from_dict, instanceType, many,
                                to_dict, virtualMachineType)
 from eucacore.soap import EucaFault, make_application
 
 
-class RunInstancesType(runInstanceFields):
-    _type_info = [("minCount", Integer), ("maxCount", Integer), ("instanceIds", many(Unicode)),
+class RunInstancesType(Message):
+    _type_info = BASE_FIELDS + RUN_INSTANCE_FIELDS + [("minCount", Integer), ("maxCount", Integer), ("instanceIds", many(Unicode)),
                   ("uuids", many(Unicode)), ("macAddresses", many(Unicode)), ("netNames", many(Unicode))]
 
 
-class RunInstancesResponseType(eucalyptusMessage):
-    _type_info = [("instances", many(instanceType))]
+class RunInstancesResponseType(Message):
+    _type_info = BASE_FIELDS + [("instances", many(instanceType))]
 
 
-class DescribeInstancesType(eucalyptusMessage):
-    _type_info = [("instanceIds", many(Unicode))]
+class DescribeInstancesType(Message):
+    _type_info = BASE_FIELDS + [("instanceIds", many(Unicode))]
 
 
-class DescribeInstancesResponseType(eucalyptusMessage):
-    _type_info = [("instances", many(instanceType))]
+class DescribeInstancesResponseType(Message):
+    _type_info = BASE_FIELDS + [("instances", many(instanceType))]
 
 
 class resourceType(ComplexModel):
@@ -36,20 +36,20 @@ class nodeType(ComplexModel):
     _type_info = [("serviceTag", Unicode), ("iqn", Unicode), ("status", Unicode)]
 
 
-class DescribeResourcesType(eucalyptusMessage):
-    _type_info = [("instanceTypes", many(virtualMachineType))]
+class DescribeResourcesType(Message):
+    _type_info = BASE_FIELDS + [("instanceTypes", many(virtualMachineType))]
 
 
-class DescribeResourcesResponseType(eucalyptusMessage):
-    _type_info = [("resources", many(resourceType)), ("serviceTags", many(Unicode)), ("nodes", many(nodeType))]
+class DescribeResourcesResponseType(Message):
+    _type_info = BASE_FIELDS + [("resources", many(resourceType)), ("serviceTags", many(Unicode)), ("nodes", many(nodeType))]
 
 
-class TerminateInstancesType(eucalyptusMessage):
-    _type_info = [("instanceIds", many(Unicode)), ("force", Boolean)]
+class TerminateInstancesType(Message):
+    _type_info = BASE_FIELDS + [("instanceIds", many(Unicode)), ("force", Boolean)]
 
 
-class TerminateInstancesResponseType(eucalyptusMessage):
-    _type_info = [("isTerminated", many(Boolean))]
+class TerminateInstancesResponseType(Message):
+    _type_info = BASE_FIELDS + [("isTerminated", many(Boolean))]
 
 
 def _reply(cls, request, **fields):

@@ -7,17 +7,17 @@ certificate; the serving layer refuses anyone else.
 
 from spyne import ServiceBase, Unicode, rpc
 
-from eucacore.messages import eucalyptusMessage, required
+from eucacore.messages import BASE_FIELDS, Message, required
 from eucacore.soap import EucaFault, make_application
 
 
-class DescribeAccessKeyType(eucalyptusMessage):
-    _type_info = [("accessKeyId", required(Unicode))]
+class DescribeAccessKeyType(Message):
+    _type_info = BASE_FIELDS + [("accessKeyId", required(Unicode))]
 
 
-class DescribeAccessKeyResponseType(eucalyptusMessage):
+class DescribeAccessKeyResponseType(Message):
     """The key's owner: ``accountId``, and the inherited ``userId``."""
-    _type_info = [("accessKeyId", Unicode), ("secretKey", Unicode), ("accountId", Unicode), ("status", Unicode)]
+    _type_info = BASE_FIELDS + [("accessKeyId", Unicode), ("secretKey", Unicode), ("accountId", Unicode), ("status", Unicode)]
 
 
 def application(identity=None):

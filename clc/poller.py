@@ -9,6 +9,7 @@ import logging
 import threading
 
 from eucacore import ids, soap
+from eucacore.periodic import run_periodically
 from clc.cloud import Cloud
 
 log = logging.getLogger("eucalyptus.clc.poller")
@@ -78,15 +79,8 @@ class ClusterPoller:
                 log.warning("cluster %s: TerminateInstances retry failed: %s", cluster["name"], e)
 
     def start(self) -> None:
-        def loop():
-            while not self._stop.is_set():
-                try:
-                    self.poll_once()
-                except Exception:
-                    log.exception("poll failed")
-                self._stop.wait(self.cloud.config["CLC_POLLING_FREQUENCY"])
-        self._thread = threading.Thread(target=loop, name="cc-poller", daemon=True)
-        self._thread.start()
+        self._thread = run_periodically("cc-poller", self.poll_once,
+                                        lambda: self.cloud.config["CLC_POLLING_FREQUENCY"], self._stop)
 
     def stop(self) -> None:
         self._stop.set()

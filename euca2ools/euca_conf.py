@@ -122,16 +122,20 @@ class Conf:
         host, port = split_hostport(hostport, self.config[_KIND_PORT[kind]])
         if partition and not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", partition):
             raise ConfError(f"bad zone name {partition!r}: letters, digits, '.', '_' and '-' only")
+        self._check_unregistered(kind, name)
         table = self.store.db["components"]
-        existing = list(table.rows_where("kind = ? AND name = ?", [kind, name]))
-        if existing:
-            raise ConfError(f"{_LABEL[kind].lower()} {name} is already registered at "
-                            f"{existing[0]['host']}:{existing[0]['port']}")
-        pki.issue(self.keys_dir, kind, name, [host])
+        hosts = [r["host"] for r in table.rows_where("kind = ?", [kind])] + [host]
+        pki.issue(self.keys_dir, kind, name, hosts)
         with self.store.atomic():
             table.insert({"kind": kind, "name": name, "partition": partition, "host": host, "port": port,
                           "state": "REGISTERED", "last_seen": 0, "registered": ids.now()})
         return f"registered {_LABEL[kind].lower()} {name} at {host}:{port}"
+
+    def _check_unregistered(self, kind: str, name: str) -> None:
+        existing = list(self.store.db["components"].rows_where("kind = ? AND name = ?", [kind, name]))
+        if existing:
+            raise ConfError(f"{_LABEL[kind].lower()} {name} is already registered at "
+                            f"{existing[0]['host']}:{existing[0]['port']}")
 
     def deregister(self, kind: str, name: str) -> str:
         with self.store.atomic():
@@ -141,6 +145,9 @@ class Conf:
         return f"deregistered {_LABEL[kind].lower()} {name}"
 
     def register_nodes(self, hosts: list[str]) -> list[str]:
+        """Register every host, or none of them if any is registered already."""
+        for h in hosts:
+            self._check_unregistered("node", h)
         out = [self.register("node", h, "", h) for h in hosts]
         self._set_nodes(self._nodes_in_config() + [h for h in hosts if h not in self._nodes_in_config()])
         return out

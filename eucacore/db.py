@@ -4,6 +4,8 @@ Every write commits before the caller is answered, and ``synchronous=FULL`` make
 commit durable, so whatever a daemon acknowledged survives ``kill -9``.
 """
 
+import contextlib
+import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -47,13 +49,40 @@ class Store:
         version = db.execute("PRAGMA user_version").fetchone()[0]
         for number, step in enumerate(migrations, start=1):
             if number > version:
-                with db.atomic():
+                with self.atomic():
                     step(db)
                     db.execute(f"PRAGMA user_version={number}")
 
+    @contextlib.contextmanager
     def atomic(self):
-        """A transaction on this thread's connection: all of it commits, or none of it."""
-        return self.db.atomic()
+        """A transaction on this thread's connection: all of it commits, or none of it.
+
+        It takes the write lock at once (``BEGIN IMMEDIATE``): a transaction that read
+        first and wrote later could otherwise fail at once with "database is locked"
+        when another connection committed in between, instead of waiting its turn.
+        Nested use is a savepoint.
+        """
+        conn = self.db.conn
+        if conn.in_transaction:
+            name = f"sp_{secrets.token_hex(8)}"
+            conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield self.db
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                    conn.execute(f"RELEASE SAVEPOINT {name}")
+                raise
+            conn.execute(f"RELEASE SAVEPOINT {name}")
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def close(self) -> None:
         """Close this thread's connection."""

@@ -1,8 +1,11 @@
 """SOAP message types shared by the CC and NC services, after the original's WSDL.
 
-Every request and response extends ``eucalyptusMessage`` (correlationId, userId,
-statusMessage, return). Repeated fields are unwrapped repeated elements, as in the
-original (``<instanceIds>a</instanceIds><instanceIds>b</instanceIds>``).
+Every request and response starts with the fields of the original's
+``eucalyptusMessage`` (correlationId, userId, statusMessage, return), copied in as
+``BASE_FIELDS`` rather than inherited: spyne puts every loaded subclass of a type a
+service uses into that service's WSDL, so a shared base class would leak each
+service's messages into the others' WSDLs. Repeated fields are unwrapped repeated
+elements, as in the original (``<instanceIds>a</instanceIds><instanceIds>b</instanceIds>``).
 """
 
 from spyne import Boolean, ComplexModel, Integer, Long, Unicode
@@ -24,9 +27,11 @@ class _Model(ComplexModel):
     __namespace__ = TNS
 
 
-class eucalyptusMessage(_Model):
-    _type_info = [("correlationId", Unicode), ("userId", Unicode), ("statusMessage", Unicode),
-                  ("return", Boolean)]
+class Message(_Model):
+    """A SOAP request or response; its ``_type_info`` starts with ``BASE_FIELDS``."""
+
+
+BASE_FIELDS = [("correlationId", Unicode), ("userId", Unicode), ("statusMessage", Unicode), ("return", Boolean)]
 
 
 class virtualBootRecordType(_Model):
@@ -64,9 +69,8 @@ class instanceType(_Model):
                   ("netbytes", Long)]
 
 
-class runInstanceFields(eucalyptusMessage):
-    """The fields of ncRunInstance, which the CC's RunInstances also carries."""
-    _type_info = [("uuid", Unicode), ("instanceId", Unicode), ("reservationId", Unicode),
+#: The fields of ncRunInstance, which the CC's RunInstances also carries.
+RUN_INSTANCE_FIELDS = [("uuid", Unicode), ("instanceId", Unicode), ("reservationId", Unicode),
                   ("instanceType", virtualMachineType), ("imageId", Unicode), ("imageURL", Unicode),
                   ("kernelId", Unicode), ("kernelURL", Unicode), ("ramdiskId", Unicode),
                   ("ramdiskURL", Unicode), ("ownerId", Unicode), ("accountId", Unicode),

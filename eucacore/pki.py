@@ -99,16 +99,24 @@ def _san(hosts: list[str]) -> x509.SubjectAlternativeName:
 
 
 def issue(keys_dir: str | Path, kind: str, name: str, hosts: list[str]) -> KeyPair:
-    """Issue ``kind``'s key and certificate, signed by the cloud CA, valid for ``hosts``.
+    """Issue ``kind``'s certificate, signed by the cloud CA, valid for ``hosts``.
 
-    The certificate's OU is ``kind`` and its CN ``name``; the files are replaced atomically.
+    As in the original, all components of one kind share one key pair (every NC has
+    ``node-pk.pem``), so the caller passes every registered host of the kind: the
+    certificate names them all. An existing private key is kept, so copies already
+    on other hosts stay a matching pair. The OU is ``kind``, the CN ``name``; files
+    are replaced atomically.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown component kind {kind!r}")
     keys_dir = Path(keys_dir)
     ca_cert = x509.load_pem_x509_certificate((keys_dir / CA_CERT).read_bytes())
     ca_key = serialization.load_pem_private_key((keys_dir / CA_KEY).read_bytes(), password=None)
-    key = _new_key()
+    pair = component_keys(keys_dir, kind)
+    if pair.key.exists():
+        key = serialization.load_pem_private_key(pair.key.read_bytes(), password=None)
+    else:
+        key = _new_key()
     subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Eucalyptus"),
                          x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, kind),
                          x509.NameAttribute(NameOID.COMMON_NAME, name)])
@@ -123,8 +131,8 @@ def issue(keys_dir: str | Path, kind: str, name: str, hosts: list[str]) -> KeyPa
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
                            critical=False)
             .sign(ca_key, hashes.SHA256()))
-    pair = component_keys(keys_dir, kind)
-    _write_private(pair.key, key)
+    if not pair.key.exists():
+        _write_private(pair.key, key)
     _write_atomic(pair.cert, cert.public_bytes(serialization.Encoding.PEM))
     return pair
 

@@ -58,20 +58,22 @@ class ImageCache:
         tmp = target.with_name(f".{target.name}.part")
         session = requests.Session()
         session.trust_env = False
-        with session.get(url, stream=True, timeout=60) as r:
-            r.raise_for_status()
-            md5 = hashlib.md5()
-            with open(tmp, "wb") as f:
-                for chunk in r.iter_content(1 << 20):
-                    f.write(chunk)
-                    md5.update(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-            etag = r.headers.get("ETag", "").strip('"')
-            if etag and "-" not in etag and etag != md5.hexdigest():
-                tmp.unlink(missing_ok=True)
-                raise OSError(f"image digest {md5.hexdigest()} does not match ETag {etag}")
-        os.replace(tmp, target)
+        try:
+            with session.get(url, stream=True, timeout=60) as r:
+                r.raise_for_status()
+                md5 = hashlib.md5()
+                with open(tmp, "wb") as f:
+                    for chunk in r.iter_content(1 << 20):
+                        f.write(chunk)
+                        md5.update(chunk)
+                    f.flush()
+                    os.fsync(f.fileno())
+                etag = r.headers.get("ETag", "").strip('"')
+                if etag and "-" not in etag and etag != md5.hexdigest():
+                    raise OSError(f"image digest {md5.hexdigest()} does not match ETag {etag}")
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)  # a partial download never stays behind
 
     def evict(self, keep: str | None = None) -> None:
         """Remove least recently used images until the cache fits its size."""

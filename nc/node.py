@@ -131,8 +131,11 @@ class NodeController:
             log.info("instance %s running", instance_id)
         except Exception as e:
             log.error("instance %s failed to start: %s", instance_id, e)
-            self.hypervisor.destroy(instance_id)
-            self._set_state(instance_id, "Teardown", reason=f"failed to start: {e}", terminated_at=ids.now())
+            try:
+                self.hypervisor.destroy(instance_id)
+                self._set_state(instance_id, "Teardown", reason=f"failed to start: {e}", terminated_at=ids.now())
+            except Exception:  # a worker's exception would vanish in its future: say it here
+                log.exception("instance %s: cannot record the failure", instance_id)
 
     def _instance_disk(self, instance_id: str, image) -> os.PathLike:
         """The instance's own root disk: a copy of the cached image (copy-on-write where the

@@ -2,46 +2,46 @@
 
 from spyne import Boolean, Integer, Long, ServiceBase, Unicode, rpc
 
-from eucacore.messages import (eucalyptusMessage, from_dict, instanceType, many, required,
-                               runInstanceFields, to_dict)
+from eucacore.messages import (BASE_FIELDS, RUN_INSTANCE_FIELDS, Message, from_dict, instanceType, many, required,
+                               to_dict)
 from eucacore.soap import EucaFault, make_application
 from nc.node import InstanceNotFound, NodeController
 
 
-class ncRunInstanceType(runInstanceFields):
-    _type_info = [("expiryTime", Long)]
+class ncRunInstanceType(Message):
+    _type_info = BASE_FIELDS + RUN_INSTANCE_FIELDS + [("expiryTime", Long)]
 
 
-class ncRunInstanceResponseType(eucalyptusMessage):
-    _type_info = [("instance", instanceType)]
+class ncRunInstanceResponseType(Message):
+    _type_info = BASE_FIELDS + [("instance", instanceType)]
 
 
-class ncDescribeInstancesType(eucalyptusMessage):
-    _type_info = [("instanceIds", many(Unicode))]
+class ncDescribeInstancesType(Message):
+    _type_info = BASE_FIELDS + [("instanceIds", many(Unicode))]
 
 
-class ncDescribeInstancesResponseType(eucalyptusMessage):
-    _type_info = [("instances", many(instanceType))]
+class ncDescribeInstancesResponseType(Message):
+    _type_info = BASE_FIELDS + [("instances", many(instanceType))]
 
 
-class ncDescribeResourceType(eucalyptusMessage):
-    _type_info = [("resourceType", Unicode)]
+class ncDescribeResourceType(Message):
+    _type_info = BASE_FIELDS + [("resourceType", Unicode)]
 
 
-class ncDescribeResourceResponseType(eucalyptusMessage):
-    _type_info = [("nodeStatus", Unicode), ("migrationCapable", Boolean), ("iqn", Unicode),
+class ncDescribeResourceResponseType(Message):
+    _type_info = BASE_FIELDS + [("nodeStatus", Unicode), ("migrationCapable", Boolean), ("iqn", Unicode),
                   ("memorySizeMax", Integer), ("memorySizeAvailable", Integer),
                   ("diskSizeMax", Integer), ("diskSizeAvailable", Integer),
                   ("numberOfCoresMax", Integer), ("numberOfCoresAvailable", Integer),
                   ("publicSubnets", Unicode), ("hypervisor", Unicode)]
 
 
-class ncTerminateInstanceType(eucalyptusMessage):
-    _type_info = [("instanceId", required(Unicode)), ("force", Boolean)]
+class ncTerminateInstanceType(Message):
+    _type_info = BASE_FIELDS + [("instanceId", required(Unicode)), ("force", Boolean)]
 
 
-class ncTerminateInstanceResponseType(eucalyptusMessage):
-    _type_info = [("instanceId", Unicode), ("shutdownState", Unicode), ("previousState", Unicode)]
+class ncTerminateInstanceResponseType(Message):
+    _type_info = BASE_FIELDS + [("instanceId", Unicode), ("shutdownState", Unicode), ("previousState", Unicode)]
 
 
 def _reply(cls, request, **fields):

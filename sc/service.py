@@ -3,7 +3,7 @@
 from spyne import ComplexModel, Integer, ServiceBase, Unicode, rpc
 
 from eucacore import ids
-from eucacore.messages import TNS, eucalyptusMessage, many, required
+from eucacore.messages import BASE_FIELDS, Message, TNS, many, required
 from eucacore.soap import EucaFault, make_application
 from sc.volumes import StorageController, VolumeError
 
@@ -14,30 +14,30 @@ class storageVolume(ComplexModel):
                   ("createTime", Unicode), ("actualDeviceName", Unicode)]
 
 
-class CreateStorageVolumeType(eucalyptusMessage):
-    _type_info = [("volumeId", required(Unicode)), ("size", Integer), ("snapshotId", Unicode),
+class CreateStorageVolumeType(Message):
+    _type_info = BASE_FIELDS + [("volumeId", required(Unicode)), ("size", Integer), ("snapshotId", Unicode),
                   ("parentVolumeId", Unicode)]
 
 
-class CreateStorageVolumeResponseType(eucalyptusMessage):
-    _type_info = [("volumeId", Unicode), ("size", Unicode), ("snapshotId", Unicode), ("status", Unicode),
+class CreateStorageVolumeResponseType(Message):
+    _type_info = BASE_FIELDS + [("volumeId", Unicode), ("size", Unicode), ("snapshotId", Unicode), ("status", Unicode),
                   ("createTime", Unicode)]
 
 
-class DeleteStorageVolumeType(eucalyptusMessage):
-    _type_info = [("volumeId", required(Unicode))]
+class DeleteStorageVolumeType(Message):
+    _type_info = BASE_FIELDS + [("volumeId", required(Unicode))]
 
 
-class DeleteStorageVolumeResponseType(eucalyptusMessage):
-    _type_info = [("volumeId", Unicode)]
+class DeleteStorageVolumeResponseType(Message):
+    _type_info = BASE_FIELDS + [("volumeId", Unicode)]
 
 
-class DescribeStorageVolumesType(eucalyptusMessage):
-    _type_info = [("volumeSet", many(Unicode))]
+class DescribeStorageVolumesType(Message):
+    _type_info = BASE_FIELDS + [("volumeSet", many(Unicode))]
 
 
-class DescribeStorageVolumesResponseType(eucalyptusMessage):
-    _type_info = [("volumeSet", many(storageVolume))]
+class DescribeStorageVolumesResponseType(Message):
+    _type_info = BASE_FIELDS + [("volumeSet", many(storageVolume))]
 
 
 def _volume(row: dict) -> storageVolume:

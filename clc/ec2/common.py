@@ -39,3 +39,11 @@ def dry_run(params: dict) -> None:
     """DryRun: the caller may do this; say so with AWS's DryRunOperation instead of doing it."""
     if params.get("DryRun"):
         raise AWSError("DryRunOperation", "Request would have succeeded, but DryRun flag is set.", 412)
+
+
+def copy_present(out: dict, row: dict, fields: dict[str, str]) -> dict:
+    """Set ``out[Name]`` from ``row[column]`` for each non-empty column (EC2 omits empty fields)."""
+    for name, column in fields.items():
+        if row.get(column):
+            out[name] = row[column]
+    return out

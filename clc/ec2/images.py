@@ -6,7 +6,7 @@ import botocore.exceptions
 
 from eucacore import ids
 from eucacore.awsapi.errors import AWSError
-from clc.ec2.common import apply_filters, dry_run, not_found
+from clc.ec2.common import apply_filters, copy_present, dry_run, not_found
 
 log = logging.getLogger("eucalyptus.clc.images")
 _PREFIX = {"machine": "emi", "kernel": "eki", "ramdisk": "eri"}
@@ -81,13 +81,7 @@ def _image(row, ctx) -> dict:
            "ImageType": row["image_type"], "Name": row["name"], "RootDeviceType": "instance-store",
            "VirtualizationType": "paravirtual" if row["kernel_id"] else "hvm", "Hypervisor": "kvm",
            "CreationDate": ids.isoformat(row["created"])}
-    if row["description"]:
-        out["Description"] = row["description"]
-    if row["kernel_id"]:
-        out["KernelId"] = row["kernel_id"]
-    if row["ramdisk_id"]:
-        out["RamdiskId"] = row["ramdisk_id"]
-    return out
+    return copy_present(out, row, {"Description": "description", "KernelId": "kernel_id", "RamdiskId": "ramdisk_id"})
 
 
 def describe_images(ctx, params):

@@ -11,7 +11,7 @@ import uuid
 
 from eucacore import ids, soap
 from eucacore.awsapi.errors import AWSError
-from clc.ec2.common import apply_filters, dry_run, not_found
+from clc.ec2.common import apply_filters, copy_present, dry_run, not_found
 from clc.ec2.images import visible_image
 from clc.ec2.keypairs import public_key
 
@@ -142,16 +142,8 @@ def _instance(row: dict) -> dict:
            "Monitoring": {"State": "disabled"}, "Architecture": "x86_64", "RootDeviceType": "instance-store",
            "VirtualizationType": "hvm", "Hypervisor": "kvm", "ClientToken": "",
            "SecurityGroups": [{"GroupName": g, "GroupId": g} for g in (row["groups"] or "").split(",") if g]}
-    if row["key_name"]:
-        out["KeyName"] = row["key_name"]
-    if row["kernel_id"]:
-        out["KernelId"] = row["kernel_id"]
-    if row["ramdisk_id"]:
-        out["RamdiskId"] = row["ramdisk_id"]
-    if row["private_ip"]:
-        out["PrivateIpAddress"] = row["private_ip"]
-    if row["public_ip"]:
-        out["PublicIpAddress"] = row["public_ip"]
+    copy_present(out, row, {"KeyName": "key_name", "KernelId": "kernel_id", "RamdiskId": "ramdisk_id",
+                            "PrivateIpAddress": "private_ip", "PublicIpAddress": "public_ip"})
     if row["state"] == "terminated" and row["reason"]:
         out["StateReason"] = {"Code": row["reason"].split(":", 1)[0], "Message": row["reason"]}
     return out

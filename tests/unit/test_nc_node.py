@@ -3,6 +3,7 @@ local HTTP server. test:///default's state is shared by the whole process, so ev
 uses fresh instance ids and destroys the domains it made."""
 
 import hashlib
+import json
 import http.server
 import os
 import threading
@@ -272,7 +273,7 @@ def test_reconcile_resumes_a_pending_instance(make_node):
     instance_id = ids.new_id("i")
     make_node.domains.append(instance_id)
     with node.store.atomic():  # acknowledged, then the daemon died before staging
-        node.store.db["instances"].insert({"instance_id": instance_id, "spec": __import__("json").dumps(
+        node.store.db["instances"].insert({"instance_id": instance_id, "spec": json.dumps(
             request(instance_id)), "state": "Pending", "launch_time": ids.now(), "terminated_at": None,
             "reason": ""})
     node.reconcile()

@@ -216,7 +216,8 @@ def test_in_process_run_describe_terminate(node):
     assert reply.correlationId == "c-2"
     assert reply.instance.instanceId == instance_id
     assert reply.instance.stateName in ("Pending", "Extant")
-    assert _wait(lambda: nc.hypervisor.state(instance_id) == "RUNNING")
+    assert _wait(lambda: nc.instances([instance_id])[0]["stateName"] == "Extant")
+    assert nc.hypervisor.state(instance_id) == "RUNNING"
 
     other = ids.new_id("i")  # a second, unknown id is not reported
     reply = call(app, "ncDescribeInstances", nc_service.ncDescribeInstancesType(instanceIds=[instance_id, other]))

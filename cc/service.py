@@ -3,7 +3,7 @@
 from spyne import Boolean, ComplexModel, Integer, ServiceBase, Unicode, rpc
 
 from cc.cluster import ClusterController, NoCapacity
-from eucacore.messages import (BASE_FIELDS, RUN_INSTANCE_FIELDS, Message, TNS, from_dict, instanceType, many,
+from eucacore.messages import (BASE_FIELDS, reply, RUN_INSTANCE_FIELDS, Message, TNS, from_dict, instanceType, many,
                                to_dict, virtualMachineType)
 from eucacore.soap import EucaFault, make_application
 
@@ -52,9 +52,6 @@ class TerminateInstancesResponseType(Message):
     _type_info = BASE_FIELDS + [("isTerminated", many(Boolean))]
 
 
-def _reply(cls, request, **fields):
-    return cls(correlationId=request.correlationId, userId=request.userId, **{"return": True}, **fields)
-
 
 def application(cluster: ClusterController | None = None):
     """The CC's spyne application, serving ``cluster``."""
@@ -72,13 +69,13 @@ def application(cluster: ClusterController | None = None):
                 records = cluster.run_instances(request)
             except NoCapacity as e:
                 raise EucaFault("InsufficientInstanceCapacity", str(e))
-            return _reply(RunInstancesResponseType, req, instances=[from_dict(instanceType, r) for r in records])
+            return reply(RunInstancesResponseType, req, instances=[from_dict(instanceType, r) for r in records])
 
         @rpc(DescribeInstancesType, _returns=DescribeInstancesResponseType, _body_style="bare",
              _in_message_name="DescribeInstances", _out_message_name="DescribeInstancesResponse")
         def DescribeInstances(ctx, req):
             records = cluster.instances(req.instanceIds or None)
-            return _reply(DescribeInstancesResponseType, req, instances=[from_dict(instanceType, r) for r in records])
+            return reply(DescribeInstancesResponseType, req, instances=[from_dict(instanceType, r) for r in records])
 
         @rpc(DescribeResourcesType, _returns=DescribeResourcesResponseType, _body_style="bare",
              _in_message_name="DescribeResources", _out_message_name="DescribeResourcesResponse")
@@ -86,7 +83,7 @@ def application(cluster: ClusterController | None = None):
             vm_types = [to_dict(v) for v in (req.instanceTypes or [])]
             resources = cluster.resources(vm_types)
             nodes = cluster.nodes()
-            return _reply(DescribeResourcesResponseType, req,
+            return reply(DescribeResourcesResponseType, req,
                           resources=[resourceType(instanceType=from_dict(virtualMachineType, r["instanceType"]),
                                                   maxInstances=r["maxInstances"],
                                                   availableInstances=r["availableInstances"]) for r in resources],
@@ -96,7 +93,7 @@ def application(cluster: ClusterController | None = None):
         @rpc(TerminateInstancesType, _returns=TerminateInstancesResponseType, _body_style="bare",
              _in_message_name="TerminateInstances", _out_message_name="TerminateInstancesResponse")
         def TerminateInstances(ctx, req):
-            return _reply(TerminateInstancesResponseType, req,
+            return reply(TerminateInstancesResponseType, req,
                           isTerminated=cluster.terminate_instances(req.instanceIds or [], bool(req.force)))
 
     return make_application([CC], "EucalyptusCC")

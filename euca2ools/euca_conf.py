@@ -15,8 +15,7 @@ import sys
 from pathlib import Path
 
 from eucacore import ids, pki
-from eucacore.config import ConfigError, load_config
-from eucacore.soap import split_hostport
+from eucacore.config import ConfigError, load_config, split_hostport
 
 PROG = "euca_conf"
 _KIND_PORT = {"walrus": "WALRUS_PORT", "sc": "SC_PORT", "cluster": "CC_PORT", "node": "NC_PORT"}

@@ -467,3 +467,11 @@ def load_or_exit(path: str | os.PathLike[str] | None = None) -> Config:
 def _exit(error: ConfigError) -> NoReturn:
     print(f"eucalyptus: {error}", file=sys.stderr)
     sys.exit(1)
+
+
+def split_hostport(text: str, default_port: int) -> tuple[str, int]:
+    """``host`` or ``host:port`` (as in NODES or a registration) -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if sep and port.isdigit() and host and not host.endswith(":"):
+        return host.strip("[]"), int(port)
+    return text.strip("[]"), default_port

@@ -78,6 +78,11 @@ RUN_INSTANCE_FIELDS = [("uuid", Unicode), ("instanceId", Unicode), ("reservation
                   ("launchIndex", Integer), ("platform", Unicode), ("groupNames", many(Unicode))]
 
 
+def reply(cls, request, **fields):
+    """A response of ``cls`` to ``request``: its correlation and user ids, ``return`` true."""
+    return cls(correlationId=request.correlationId, userId=request.userId, **{"return": True}, **fields)
+
+
 def to_dict(obj):
     """A spyne message (nested models and lists included) as plain dicts and lists; None fields dropped."""
     if isinstance(obj, ComplexModel):

@@ -19,6 +19,7 @@ from spyne.interface.wsdl import Wsdl11
 from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
 
+from eucacore.config import split_hostport  # noqa: F401 (re-exported for callers of soap.client)
 from eucacore.ids import current_request_id
 from eucacore.pki import KeyPair
 from eucacore.serving import REQUEST_ID_HEADER
@@ -101,12 +102,6 @@ def client(service: str, host: str, port: int, keys: KeyPair, timeout: float = 3
     return c.create_service(f"{{{TNS}}}{service}", f"https://{host}:{port}{path}")
 
 
-def split_hostport(text: str, default_port: int) -> tuple[str, int]:
-    """``host`` or ``host:port`` -> (host, port)."""
-    host, sep, port = text.rpartition(":")
-    if sep and port.isdigit() and host and not host.endswith(":"):
-        return host.strip("[]"), int(port)
-    return text.strip("[]"), default_port
 
 
 Fault = zeep.exceptions.Fault

@@ -2,7 +2,7 @@
 
 from spyne import Boolean, Integer, Long, ServiceBase, Unicode, rpc
 
-from eucacore.messages import (BASE_FIELDS, RUN_INSTANCE_FIELDS, Message, from_dict, instanceType, many, required,
+from eucacore.messages import (BASE_FIELDS, reply, RUN_INSTANCE_FIELDS, Message, from_dict, instanceType, many, required,
                                to_dict)
 from eucacore.soap import EucaFault, make_application
 from nc.node import InstanceNotFound, NodeController
@@ -44,9 +44,6 @@ class ncTerminateInstanceResponseType(Message):
     _type_info = BASE_FIELDS + [("instanceId", Unicode), ("shutdownState", Unicode), ("previousState", Unicode)]
 
 
-def _reply(cls, request, **fields):
-    return cls(correlationId=request.correlationId, userId=request.userId, **{"return": True}, **fields)
-
 
 def _required(value, name):
     if not value:
@@ -65,20 +62,20 @@ def application(node: NodeController | None = None):
             _required(request.get("instanceId"), "instanceId")
             _required(request.get("imageId"), "imageId")
             record = node.run_instance(request)
-            return _reply(ncRunInstanceResponseType, req, instance=from_dict(instanceType, record))
+            return reply(ncRunInstanceResponseType, req, instance=from_dict(instanceType, record))
 
         @rpc(ncDescribeInstancesType, _returns=ncDescribeInstancesResponseType, _body_style="bare",
              _in_message_name="ncDescribeInstances", _out_message_name="ncDescribeInstancesResponse")
         def ncDescribeInstances(ctx, req):
             records = node.instances(req.instanceIds or None)
-            return _reply(ncDescribeInstancesResponseType, req,
+            return reply(ncDescribeInstancesResponseType, req,
                           instances=[from_dict(instanceType, r) for r in records])
 
         @rpc(ncDescribeResourceType, _returns=ncDescribeResourceResponseType, _body_style="bare",
              _in_message_name="ncDescribeResource", _out_message_name="ncDescribeResourceResponse")
         def ncDescribeResource(ctx, req):
             r = node.resources()
-            return _reply(ncDescribeResourceResponseType, req, nodeStatus="enabled", migrationCapable=False,
+            return reply(ncDescribeResourceResponseType, req, nodeStatus="enabled", migrationCapable=False,
                           memorySizeMax=r.memory_max, memorySizeAvailable=r.memory_free,
                           diskSizeMax=r.disk_max, diskSizeAvailable=r.disk_free,
                           numberOfCoresMax=r.cores_max, numberOfCoresAvailable=r.cores_free,
@@ -91,7 +88,7 @@ def application(node: NodeController | None = None):
                 previous, now = node.terminate_instance(req.instanceId)
             except InstanceNotFound:
                 raise EucaFault("InvalidInstanceID.NotFound", f"instance {req.instanceId} is not on this node")
-            return _reply(ncTerminateInstanceResponseType, req, instanceId=req.instanceId,
+            return reply(ncTerminateInstanceResponseType, req, instanceId=req.instanceId,
                           shutdownState=now, previousState=previous)
 
     return make_application([NC], "EucalyptusNC")

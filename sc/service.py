@@ -3,7 +3,7 @@
 from spyne import ComplexModel, Integer, ServiceBase, Unicode, rpc
 
 from eucacore import ids
-from eucacore.messages import BASE_FIELDS, Message, TNS, many, required
+from eucacore.messages import BASE_FIELDS, reply, Message, TNS, many, required
 from eucacore.soap import EucaFault, make_application
 from sc.volumes import StorageController, VolumeError
 
@@ -46,9 +46,6 @@ def _volume(row: dict) -> storageVolume:
                          actualDeviceName=row["path"])
 
 
-def _reply(cls, request, **fields):
-    return cls(correlationId=request.correlationId, userId=request.userId, **{"return": True}, **fields)
-
 
 def application(sc: StorageController | None = None):
     """The SC's spyne application, serving ``sc``."""
@@ -62,7 +59,7 @@ def application(sc: StorageController | None = None):
             except VolumeError as e:
                 raise EucaFault(e.code, str(e))
             v = _volume(row)
-            return _reply(CreateStorageVolumeResponseType, req, volumeId=v.volumeId, size=v.size,
+            return reply(CreateStorageVolumeResponseType, req, volumeId=v.volumeId, size=v.size,
                           snapshotId=v.snapshotId, status=v.status, createTime=v.createTime)
 
         @rpc(DeleteStorageVolumeType, _returns=DeleteStorageVolumeResponseType, _body_style="bare",
@@ -72,12 +69,12 @@ def application(sc: StorageController | None = None):
                 sc.delete_volume(req.volumeId)
             except VolumeError as e:
                 raise EucaFault(e.code, str(e))
-            return _reply(DeleteStorageVolumeResponseType, req, volumeId=req.volumeId)
+            return reply(DeleteStorageVolumeResponseType, req, volumeId=req.volumeId)
 
         @rpc(DescribeStorageVolumesType, _returns=DescribeStorageVolumesResponseType, _body_style="bare",
              _in_message_name="DescribeStorageVolumes", _out_message_name="DescribeStorageVolumesResponse")
         def DescribeStorageVolumes(ctx, req):
-            return _reply(DescribeStorageVolumesResponseType, req,
+            return reply(DescribeStorageVolumesResponseType, req,
                           volumeSet=[_volume(r) for r in sc.volumes(req.volumeSet or None)])
 
     return make_application([SC], "EucalyptusSC")

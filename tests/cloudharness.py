@@ -6,6 +6,7 @@ with its own NOTIFY_SOCKET and waits for its ``READY=1``. ``stop()`` ends them a
 (SIGTERM, then SIGKILL) and is safe to call more than once.
 """
 
+import contextlib
 import os
 import signal
 import socket
@@ -153,13 +154,30 @@ def parse_eucarc(path: Path) -> dict[str, str]:
     return out
 
 
-def wait_for(predicate, timeout: float = 60, interval: float = 0.5, what: str = "condition"):
-    """Poll ``predicate`` until it returns something truthy; that value is returned."""
+def poll_until(predicate, timeout: float = 10, interval: float = 0.02):
+    """Call ``predicate`` until it returns something truthy (returned) or ``timeout`` passes (falsy returned)."""
     deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
+    last = predicate()
+    while not last and time.monotonic() < deadline:
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        last = predicate()
+    return last
+
+
+def wait_for(predicate, timeout: float = 60, interval: float = 0.5, what: str = "condition"):
+    """Like ``poll_until``, but a timeout is a test failure naming ``what``."""
+    last = poll_until(predicate, timeout, interval)
+    if not last:
+        raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    return last
+
+
+@contextlib.contextmanager
+def running_cloud(root: Path):
+    """A started cloud at ``root``, stopped again however the block ends."""
+    cloud = Cloud(root)
+    try:
+        cloud.start()
+        yield cloud
+    finally:
+        cloud.stop()

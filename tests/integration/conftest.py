@@ -2,17 +2,13 @@
 
 import pytest
 
-from tests.cloudharness import Cloud
+from tests.cloudharness import running_cloud
 
 
 @pytest.fixture(scope="session")
 def cloud(tmp_path_factory):
-    c = Cloud(tmp_path_factory.mktemp("cloud"))
-    try:
-        c.start()
+    with running_cloud(tmp_path_factory.mktemp("cloud")) as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture(scope="session")

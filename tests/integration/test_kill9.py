@@ -3,19 +3,15 @@
 import pytest
 
 from eucacore import pki, soap
-from tests.cloudharness import Cloud, wait_for
+from tests.cloudharness import running_cloud, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def kcloud(tmp_path_factory):
-    c = Cloud(tmp_path_factory.mktemp("kill9"))
-    try:
-        c.start()
+    with running_cloud(tmp_path_factory.mktemp("kill9")) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def _restart(cloud, name):

@@ -18,6 +18,7 @@ from eucacore.config import default_config
 from nc.hypervisor import InstanceSpec
 from nc.imagecache import ImageCache
 from nc.node import InstanceNotFound, NodeController
+from tests.cloudharness import poll_until
 
 
 # -- a real HTTP server for images ------------------------------------------------------
@@ -94,12 +95,7 @@ def request(instance_id, memory=128, cores=1, disk=1, **extra):
 
 
 def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
+    return bool(poll_until(predicate, timeout))
 
 
 def state_of(node, instance_id):

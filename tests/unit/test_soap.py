@@ -6,7 +6,6 @@ import io
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from eucacore import ids, messages, soap
 from eucacore.config import default_config
 from nc import service as nc_service
 from nc.node import NodeController
+from tests.cloudharness import poll_until
 
 TNS = "{http://eucalyptus.ucsb.edu/}"
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -165,12 +165,7 @@ def node(tmp_path):
 
 
 def _wait(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
+    return bool(poll_until(predicate, timeout))
 
 
 def call(app, operation, request):

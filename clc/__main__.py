@@ -10,7 +10,7 @@ def start(config) -> None:
     """Serve the EC2 API on CLOUD_PORT and the component service on CLOUD_SSL_PORT (mutual TLS),
     and poll the clusters."""
     from clc import internal
-    from clc.api import Ec2App
+    from clc.api import CloudApi
     from clc.cloud import Cloud
     from clc.poller import ClusterPoller
 
@@ -18,8 +18,8 @@ def start(config) -> None:
     poller = ClusterPoller(cloud)
     poller.start()
     listeners = [
-        Listener("clc", Ec2App(cloud), config["BIND_ADDR"], config["CLOUD_PORT"], threads=24),
-        Listener("clc-internal", soap.wsgi_app(internal.application(cloud.identity)), config["BIND_ADDR"],
+        Listener("clc", CloudApi(cloud), config["BIND_ADDR"], config["CLOUD_PORT"], threads=24),
+        Listener("clc-internal", soap.wsgi_app(internal.application(cloud)), config["BIND_ADDR"],
                  config["CLOUD_SSL_PORT"], keys=pki.component_keys(config.keys_dir(), "clc"),
                  allowed_peers=frozenset({"walrus", "sc", "cluster", "node"})),
     ]
@@ -27,7 +27,7 @@ def start(config) -> None:
 
 
 def main(argv=None) -> int:
-    return daemon.run("eucalyptus-cloud", "Eucalyptus cloud controller: the EC2 API, accounts and images.",
+    return daemon.run("eucalyptus-cloud", "Eucalyptus cloud controller: the EC2 and Euare APIs, accounts, images and usage.",
                       start, argv)
 
 

@@ -1,30 +1,36 @@
-"""The CLC's EC2 Query endpoint as a WSGI app: verify, parse, dispatch, serialize.
+"""The CLC's public port as WSGI: EC2, Euare (IAM), Properties and Reporting.
 
-Every request is signature-checked against the cloud's access keys; handlers are
-plain functions ``handler(ctx, params) -> dict`` looked up by action name. Any
-AWSError becomes the EC2 error document; anything unexpected is logged with the
-request id and answered as InternalError, never as a traceback.
+Each API is a :class:`QueryApi`: verify the signature, parse by the service's
+botocore model, authorize, dispatch to ``handler(ctx, params) -> dict``,
+serialize.  Any AWSError becomes the service's own error document; anything
+unexpected is logged with the request id and answered as InternalError, never
+as a traceback.  :class:`CloudApi` routes by path as the original did
+(``/services/Euare``...); every other path is EC2.
 """
 
 import logging
 from urllib.parse import parse_qsl
 
+from eucacore.awsapi import models
 from eucacore.awsapi.auth import verify_request
 from eucacore.awsapi.ec2 import Ec2Protocol
 from eucacore.awsapi.errors import AWSError
+from eucacore.awsapi.query import QueryProtocol
+from clc import admin, euare
 from clc.cloud import Cloud, RequestContext
-from clc.ec2 import HANDLERS
+from clc.ec2 import HANDLERS as EC2_HANDLERS
+from clc.ec2.access import authorize as authorize_ec2
 
 log = logging.getLogger("eucalyptus.clc.api")
 MAX_BODY = 1 << 20
 
 
-class Ec2App:
-    """WSGI app for the EC2 API of ``cloud``."""
+class QueryApi:
+    """One query-protocol API of ``cloud``: ``signing_name`` is the SigV4 service name."""
 
-    def __init__(self, cloud: Cloud):
-        self.cloud = cloud
-        self.protocol = Ec2Protocol()
+    def __init__(self, cloud: Cloud, protocol, signing_name: str, handlers: dict, authorize=None):
+        self.cloud, self.protocol, self.signing_name = cloud, protocol, signing_name
+        self.handlers, self.authorize = handlers, authorize
 
     def __call__(self, environ, start_response):
         request_id = environ.get("eucalyptus.request_id", "")
@@ -45,10 +51,13 @@ class Ec2App:
     def _body(environ) -> bytes:
         if environ.get("REQUEST_METHOD") != "POST":
             return b""
-        length = int(environ.get("CONTENT_LENGTH") or 0)
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            raise AWSError("InvalidParameterValue", "Invalid Content-Length") from None
         if length > MAX_BODY:
             raise AWSError("RequestEntityTooLarge", "Request body is too large", 413)
-        return environ["wsgi.input"].read(length) if length else b""
+        return environ["wsgi.input"].read(length) if length > 0 else b""
 
     def _handle(self, environ, body: bytes, request_id: str) -> bytes:
         headers = {k[5:].replace("_", "-").title(): v for k, v in environ.items() if k.startswith("HTTP_")}
@@ -59,15 +68,40 @@ class Ec2App:
         query = environ.get("QUERY_STRING", "")
         raw_path = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
         raw_path = raw_path.split("?", 1)[0]
-        creds = verify_request(service="ec2", method=environ["REQUEST_METHOD"], raw_path=raw_path,
-                               query_string=query, headers=headers, body=body, lookup=self.cloud.identity.lookup)
+        principal = verify_request(service=self.signing_name, method=environ["REQUEST_METHOD"], raw_path=raw_path,
+                                   query_string=query, headers=headers, body=body,
+                                   lookup=self.cloud.identity.lookup)
         params = dict(parse_qsl(query, keep_blank_values=True))
         if body and "x-www-form-urlencoded" in headers.get("Content-Type", "application/x-www-form-urlencoded"):
-            params.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+            try:
+                params.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+            except UnicodeDecodeError:
+                raise AWSError("InvalidParameterValue", "The request body is not UTF-8") from None
         action, request = self.protocol.parse(params)
-        handler = HANDLERS.get(action)
+        handler = self.handlers.get(action)
         if handler is None:
             raise AWSError("Unsupported", f"The action {action} is not supported by this cloud yet.")
-        ctx = RequestContext(self.cloud, creds, request_id)
-        log.info("%s %s account=%s", request_id, action, creds.account_id)
+        ctx = RequestContext(self.cloud, principal, request_id)
+        log.info("%s %s account=%s user=%s", request_id, action, principal.account_id, principal.user_name)
+        if self.authorize is not None:
+            self.authorize(ctx, action, request)
         return self.protocol.serialize(action, handler(ctx, request) or {}, request_id)
+
+
+class CloudApi:
+    """Routes the CLC's public port: the original's service paths, EC2 for everything else."""
+
+    def __init__(self, cloud: Cloud):
+        self.ec2 = QueryApi(cloud, Ec2Protocol(), "ec2", EC2_HANDLERS, authorize_ec2)
+        self.routes = {
+            "/services/Euare": QueryApi(cloud, QueryProtocol(models.service_model("euare")), "iam",
+                                        euare.HANDLERS),
+            "/services/Properties": QueryApi(cloud, QueryProtocol(models.service_model("properties")),
+                                             "properties", admin.PROPERTIES_HANDLERS),
+            "/services/Reporting": QueryApi(cloud, QueryProtocol(models.service_model("reporting")),
+                                            "reporting", admin.REPORTING_HANDLERS),
+        }
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "/").rstrip("/")
+        return self.routes.get(path, self.ec2)(environ, start_response)

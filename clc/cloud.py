@@ -11,8 +11,12 @@ from eucacore import pki, soap
 from eucacore.awsapi.auth import Credentials
 from eucacore.config import Config
 from eucacore.db import Store
-from clc.identity import Identity
+from clc.identity import Identity, Principal
+from clc.properties import Properties
+from clc.quotas import Quotas
+from clc.secrets import SecretBox
 from clc.store import open_store
+from clc.usage import UsageLog
 
 REGION = "eucalyptus"
 
@@ -23,7 +27,10 @@ class Cloud:
     def __init__(self, config: Config, store: Store | None = None):
         self.config = config
         self.store = store or open_store(config)
-        self.identity = Identity(self.store)
+        self.identity = Identity(self.store, SecretBox.for_keys_dir(config.keys_dir()))
+        self.properties = Properties(self.store, config)
+        self.quotas = Quotas(self.store, self.properties)
+        self.usage = UsageLog(self.store)
         self.keys = pki.component_keys(config.keys_dir(), "clc")
 
     # -- the components below ------------------------------------------------
@@ -75,7 +82,7 @@ class RequestContext:
     """Who is asking, on behalf of which account, in which request."""
 
     cloud: Cloud
-    credentials: Credentials
+    credentials: Principal
     request_id: str
 
     @property

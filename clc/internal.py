@@ -1,14 +1,23 @@
 """The CLC's component-facing SOAP service: what other components ask the cloud controller.
 
-``DescribeAccessKey`` lets Walrus check S3 request signatures against the cloud's
-identities without holding a copy of them. Callers must present a cloud-issued
-certificate; the serving layer refuses anyone else.
+``DescribeAccessKey`` lets Walrus check S3 request signatures and authorize
+them against the cloud's identities without holding a copy of them: the key's
+secret, its user and account, the user's policies and the account's storage
+quotas.  ``ReportUsage`` takes Walrus' S3 usage events for billing.  Callers
+must present a cloud-issued certificate; the serving layer refuses anyone else.
 """
 
-from spyne import ServiceBase, Unicode, rpc
+from spyne import Boolean, Double, Long, ServiceBase, Unicode, rpc
 
-from eucacore.messages import BASE_FIELDS, Message, required
+from eucacore.messages import BASE_FIELDS, Message, _Model, many, required
 from eucacore.soap import EucaFault, make_application
+
+#: The quotas Walrus enforces itself, handed over with each key.
+WALRUS_QUOTAS = ("buckets", "bucket-storage-mib")
+
+
+class quotaType(_Model):
+    _type_info = [("name", Unicode), ("limit", Long), ("used", Long)]
 
 
 class DescribeAccessKeyType(Message):
@@ -16,22 +25,62 @@ class DescribeAccessKeyType(Message):
 
 
 class DescribeAccessKeyResponseType(Message):
-    """The key's owner: ``accountId``, and the inherited ``userId``."""
-    _type_info = BASE_FIELDS + [("accessKeyId", Unicode), ("secretKey", Unicode), ("accountId", Unicode), ("status", Unicode)]
+    """The key's owner (the inherited ``userId`` is the user's id), what the user may do
+    (``policies``: IAM policy documents; account admins may do everything) and the
+    account's storage quotas."""
+    _type_info = BASE_FIELDS + [
+        ("accessKeyId", Unicode), ("secretKey", Unicode), ("accountId", Unicode), ("status", Unicode),
+        ("accountName", Unicode), ("userName", Unicode), ("userPath", Unicode),
+        ("isAccountAdmin", Boolean), ("isCloudAdmin", Boolean), ("policies", many(Unicode)),
+        ("quotas", many(quotaType))]
 
 
-def application(identity=None):
-    """The CLC's internal spyne application over ``identity`` (a clc.identity.Identity)."""
+class usageEventType(_Model):
+    _type_info = [("seq", Long), ("accountId", Unicode), ("time", Double), ("storedDelta", Long),
+                  ("bucketsDelta", Long), ("bytesIn", Long), ("bytesOut", Long)]
+
+
+class ReportUsageType(Message):
+    _type_info = BASE_FIELDS + [("source", required(Unicode)), ("events", many(usageEventType))]
+
+
+class ReportUsageResponseType(Message):
+    """``acknowledged``: the highest seq of ``source`` the CLC has stored; the reporter may forget up to it."""
+    _type_info = BASE_FIELDS + [("acknowledged", Long)]
+
+
+def application(cloud=None):
+    """The CLC's internal spyne application over ``cloud`` (a clc.cloud.Cloud)."""
 
     class CLC(ServiceBase):
         @rpc(DescribeAccessKeyType, _returns=DescribeAccessKeyResponseType, _body_style="bare",
              _in_message_name="DescribeAccessKey", _out_message_name="DescribeAccessKeyResponse")
         def DescribeAccessKey(ctx, req):
-            creds = identity.lookup(req.accessKeyId)
-            if creds is None:
+            principal = cloud.identity.lookup(req.accessKeyId)
+            if principal is None:
                 raise EucaFault("InvalidAccessKeyId", "no active access key with that id")
-            return DescribeAccessKeyResponseType(correlationId=req.correlationId, accessKeyId=creds.access_key,
-                                                 secretKey=creds.secret_key, accountId=creds.account_id,
-                                                 userId=creds.user_id, status="Active", **{"return": True})
+            limits = cloud.quotas.limits(principal.account_id)
+            used = cloud.quotas.used(principal.account_id)
+            return DescribeAccessKeyResponseType(
+                correlationId=req.correlationId, accessKeyId=principal.access_key,
+                secretKey=principal.secret_key, accountId=principal.account_id, userId=principal.user_id,
+                status="Active", accountName=principal.account_name, userName=principal.user_name,
+                userPath=principal.user_path, isAccountAdmin=principal.is_account_admin,
+                isCloudAdmin=principal.is_cloud_admin, policies=list(principal.policies),
+                quotas=[quotaType(name=n, limit=limits[n], used=used[n]) for n in WALRUS_QUOTAS],
+                **{"return": True})
+
+        @rpc(ReportUsageType, _returns=ReportUsageResponseType, _body_style="bare",
+             _in_message_name="ReportUsage", _out_message_name="ReportUsageResponse")
+        def ReportUsage(ctx, req):
+            events = [{"seq": e.seq, "account_id": e.accountId, "time": e.time,
+                       "stored_delta": e.storedDelta or 0, "buckets_delta": e.bucketsDelta or 0,
+                       "bytes_in": e.bytesIn or 0, "bytes_out": e.bytesOut or 0} for e in req.events or []]
+            try:
+                acknowledged = cloud.usage.record_s3(req.source, events)
+            except ValueError as e:
+                raise EucaFault("InvalidParameterValue", str(e)) from None
+            return ReportUsageResponseType(correlationId=req.correlationId, acknowledged=acknowledged,
+                                           **{"return": True})
 
     return make_application([CLC], "EucalyptusCLC")

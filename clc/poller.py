@@ -11,6 +11,7 @@ import threading
 from eucacore import ids, soap
 from eucacore.periodic import run_periodically
 from clc.cloud import Cloud
+from clc.ec2.instances import record_state_usage
 
 log = logging.getLogger("eucalyptus.clc.poller")
 _STATE = {"Pending": "pending", "Extant": "running", "Teardown": "terminated"}
@@ -51,6 +52,7 @@ class ClusterPoller:
         now = ids.now()
         db = self.cloud.store.db
         retry_terminate = []
+        timeout = self.cloud.properties.get("cloud.vmstate.instance_timeout")
         with self.cloud.store.atomic():
             for row in db["instances"].rows_where("zone = ? AND state != 'terminated'", [cluster["partition"]]):
                 seen = reported.get(row["instance_id"])
@@ -66,12 +68,14 @@ class ClusterPoller:
                             changes["reason"] = seen.statusMessage or "Server.InternalError: instance failed"
                     if seen.serviceTag and seen.serviceTag != row["node"]:
                         changes["node"] = seen.serviceTag
-                elif row["state"] == "shutting-down" or now - row["updated"] > self.cloud.config["INSTANCE_TIMEOUT"]:
+                elif row["state"] == "shutting-down" or now - row["updated"] > timeout:
                     changes = {"state": "terminated", "updated": now}
                     if row["state"] != "shutting-down":
                         changes["reason"] = "Server.InternalError: instance not reported by its cluster"
                 if changes:
                     db["instances"].update(row["instance_id"], changes)
+                    if "state" in changes:
+                        record_state_usage(self.cloud, row, changes["state"])
         if retry_terminate:
             try:
                 self.cloud.cc(cluster).TerminateInstances(instanceIds=retry_terminate)
@@ -80,7 +84,7 @@ class ClusterPoller:
 
     def start(self) -> None:
         self._thread = run_periodically("cc-poller", self.poll_once,
-                                        lambda: self.cloud.config["CLC_POLLING_FREQUENCY"], self._stop)
+                                        lambda: self.cloud.properties.get("cloud.cluster.polling_frequency"), self._stop)
 
     def stop(self) -> None:
         self._stop.set()

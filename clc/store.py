@@ -40,7 +40,40 @@ def _schema_v1(db):
     db["instances"].create_index(["reservation_id"])
 
 
-MIGRATIONS = [_schema_v1]
+def _schema_v2(db):
+    """Accounts issue: users in groups, policies, passwords, properties, usage, sealed secrets."""
+    db["access_keys"].transform(rename={"secret_key": "sealed_secret"})
+    db["users"].add_column("path", str, not_null_default="/")
+    db["groups"].create({"group_id": str, "account_id": str, "name": str, "path": str,
+                         "created": float}, pk="group_id")
+    db["groups"].create_index(["account_id", "name"], unique=True)
+    db["group_members"].create({"group_id": str, "user_id": str}, pk=("group_id", "user_id"),
+                               foreign_keys=[("group_id", "groups", "group_id"),
+                                             ("user_id", "users", "user_id")])
+    db["group_members"].create_index(["user_id"])
+    # owner_type: 'user' | 'group' | 'account' (account policies carry the quotas: Effect Limit)
+    db["policies"].create({"owner_type": str, "owner_id": str, "name": str, "document": str,
+                           "created": float}, pk=("owner_type", "owner_id", "name"))
+    db["login_profiles"].create({"user_id": str, "password_hash": str, "created": float}, pk="user_id")
+    db["properties"].create({"name": str, "value": str, "modified": float}, pk="name")
+    # Usage, recorded as it happens.  An interval is one resource's life: an
+    # instance (quantity 1, subtype = instance type), a volume or a snapshot
+    # (quantity = GiB); ``end`` is NULL while it lives.
+    db["usage_intervals"].create({"id": int, "account_id": str, "kind": str, "resource_id": str,
+                                  "subtype": str, "quantity": float, "start": float, "end": float},
+                                 pk="id", not_null={"account_id", "kind", "resource_id", "start"})
+    db["usage_intervals"].create_index(["kind", "resource_id"])
+    db["usage_intervals"].create_index(["account_id", "start"])
+    # S3 usage reported by Walrus: one row per (source, seq), so a batch sent twice counts once.
+    # stored_delta / buckets_delta: change of the account's stored bytes / bucket count at
+    # ``time``; bytes_in/out: transfer.
+    db["usage_s3"].create({"source": str, "seq": int, "account_id": str, "time": float,
+                           "stored_delta": int, "buckets_delta": int, "bytes_in": int, "bytes_out": int},
+                          pk=("source", "seq"))
+    db["usage_s3"].create_index(["account_id", "time"])
+
+
+MIGRATIONS = [_schema_v1, _schema_v2]
 
 
 def open_store(config) -> Store:

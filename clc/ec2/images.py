@@ -6,6 +6,7 @@ import botocore.exceptions
 
 from eucacore import ids
 from eucacore.awsapi.errors import AWSError
+from clc.ec2.access import sees_all_accounts
 from clc.ec2.common import apply_filters, copy_present, dry_run, not_found
 
 log = logging.getLogger("eucalyptus.clc.images")
@@ -85,9 +86,15 @@ def _image(row, ctx) -> dict:
 
 
 def describe_images(ctx, params):
-    rows = list(ctx.cloud.store.db["images"].rows_where(
-        "state != 'deregistered' AND (account_id = ? OR is_public = 1)", [ctx.account_id], order_by="image_id"))
-    wanted = params.get("ImageIds")
+    """The caller's, public and (for the cloud admin asking with ``verbose``, an owner-id filter
+    or another account in Owners) every account's images."""
+    every_account, wanted = sees_all_accounts(ctx, params.get("ImageIds"), params.get("Filters"))
+    every_account |= ctx.credentials.is_cloud_admin and bool(set(params.get("Owners") or []) - {"self", "amazon"})
+    if every_account:
+        rows = list(ctx.cloud.store.db["images"].rows_where("state != 'deregistered'", order_by="image_id"))
+    else:
+        rows = list(ctx.cloud.store.db["images"].rows_where(
+            "state != 'deregistered' AND (account_id = ? OR is_public = 1)", [ctx.account_id], order_by="image_id"))
     if wanted:
         for image_id in wanted:
             if not any(r["image_id"] == image_id for r in rows):

@@ -11,6 +11,7 @@ import uuid
 
 from eucacore import ids, soap
 from eucacore.awsapi.errors import AWSError
+from clc.ec2.access import sees_all_accounts
 from clc.ec2.common import apply_filters, copy_present, dry_run, not_found
 from clc.ec2.images import visible_image
 from clc.ec2.keypairs import public_key
@@ -19,8 +20,6 @@ log = logging.getLogger("eucalyptus.clc.instances")
 
 STATE_CODES = {"pending": 0, "running": 16, "shutting-down": 32, "terminated": 48, "stopping": 64, "stopped": 80}
 IMAGE_URL_LIFETIME = 6 * 3600
-#: How long terminated instances stay visible (the original's terminated_time, 60 min).
-TERMINATED_VISIBLE = 3600
 
 
 def _mac(instance_id: str) -> str:
@@ -97,6 +96,11 @@ def run_instances(ctx, params):
                      "launch_time": now, "launch_index": index, "user_data": user_data, "mac": _mac(instance_id),
                      "private_ip": "", "public_ip": "", "node": "", "groups": "default", "updated": now})
     with ctx.cloud.store.atomic():
+        per_instance = {"instances": 1, "cores": vm["cores"], "memory": vm["memory"]}
+        fits = ctx.cloud.quotas.room(ctx.account_id, per_instance, len(rows))
+        if fits < min_count:
+            ctx.cloud.quotas.check(ctx.account_id, **{k: v * min_count for k, v in per_instance.items()})
+        del rows[fits:]
         ctx.cloud.store.db["instances"].insert_all(rows)
     request = {
         "correlationId": ctx.request_id, "userId": ctx.credentials.user_id, "reservationId": reservation_id,
@@ -130,6 +134,15 @@ def _end(ctx, instance_ids: list[str], reason: str) -> None:
         for instance_id in instance_ids:
             ctx.cloud.store.db["instances"].update(instance_id, {"state": "terminated", "reason": reason,
                                                                   "updated": ids.now()})
+            ctx.cloud.usage.ended("instance", instance_id)
+
+
+def record_state_usage(cloud, row: dict, state: str) -> None:
+    """Instance-hours: an instance counts from running until it starts shutting down (or stops)."""
+    if state == "running":
+        cloud.usage.started(row["account_id"], "instance", row["instance_id"], subtype=row["instance_type"])
+    elif state in ("shutting-down", "terminated", "stopping", "stopped"):
+        cloud.usage.ended("instance", row["instance_id"])
 
 
 def _instance(row: dict) -> dict:
@@ -149,11 +162,14 @@ def _instance(row: dict) -> dict:
     return out
 
 
-def _own_instances(ctx) -> list[dict]:
-    horizon = ids.now() - TERMINATED_VISIBLE
-    return list(ctx.cloud.store.db["instances"].rows_where(
-        "account_id = ? AND (state != 'terminated' OR updated >= ?)", [ctx.account_id, horizon],
-        order_by="launch_time, launch_index"))
+def _visible_instances(ctx, every_account: bool = False) -> list[dict]:
+    """The caller's account's instances (every account's for the cloud admin's verbose view),
+    with the terminated ones of the last ``cloud.vmstate.terminated_time`` minutes."""
+    horizon = ids.now() - 60 * ctx.cloud.properties.get("cloud.vmstate.terminated_time")
+    where, args = "(state != 'terminated' OR updated >= ?)", [horizon]
+    if not every_account:
+        where, args = "account_id = ? AND " + where, [ctx.account_id, horizon]
+    return list(ctx.cloud.store.db["instances"].rows_where(where, args, order_by="launch_time, launch_index"))
 
 
 _FILTERS = {
@@ -168,8 +184,8 @@ _FILTERS = {
 
 
 def describe_instances(ctx, params):
-    rows = _own_instances(ctx)
-    wanted = params.get("InstanceIds")
+    every_account, wanted = sees_all_accounts(ctx, params.get("InstanceIds"), params.get("Filters"))
+    rows = _visible_instances(ctx, every_account)
     if wanted:
         for instance_id in wanted:
             if not any(r["instance_id"] == instance_id for r in rows):
@@ -186,7 +202,7 @@ def describe_instances(ctx, params):
 
 
 def terminate_instances(ctx, params):
-    rows = {r["instance_id"]: r for r in _own_instances(ctx)}
+    rows = {r["instance_id"]: r for r in _visible_instances(ctx)}
     for instance_id in params["InstanceIds"]:
         if instance_id not in rows:
             raise not_found("InvalidInstanceID.NotFound", "instance ID", instance_id)
@@ -200,6 +216,7 @@ def terminate_instances(ctx, params):
             if previous != current:
                 ctx.cloud.store.db["instances"].update(instance_id, {"state": current, "reason": "User initiated",
                                                                       "updated": ids.now()})
+                record_state_usage(ctx.cloud, row, current)
                 by_zone.setdefault(row["zone"], []).append(instance_id)
             changes.append({"InstanceId": instance_id,
                             "CurrentState": {"Code": STATE_CODES[current], "Name": current},

@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from eucacore import ids
 from eucacore.awsapi.errors import AWSError
+from clc.ec2.access import sees_all_accounts
 from clc.ec2.common import apply_filters, dry_run, not_found
 
 _NAME = re.compile(r"^[\x20-\x7e]{1,255}$")
@@ -45,17 +46,23 @@ def create_key_pair(ctx, params):
 
 
 def describe_key_pairs(ctx, params):
-    rows = list(ctx.cloud.store.db["keypairs"].rows_where("account_id = ?", [ctx.account_id], order_by="name"))
-    for name in params.get("KeyNames") or []:
+    every_account, names = sees_all_accounts(ctx, params.get("KeyNames"), params.get("Filters"))
+    table = ctx.cloud.store.db["keypairs"]
+    if every_account:
+        rows = list(table.rows_where(order_by="account_id, name"))
+    else:
+        rows = list(table.rows_where("account_id = ?", [ctx.account_id], order_by="name"))
+    for name in names:
         if not any(r["name"] == name for r in rows):
             raise not_found("InvalidKeyPair.NotFound", "key pair", name)
-    if params.get("KeyNames"):
-        rows = [r for r in rows if r["name"] in params["KeyNames"]]
+    if names:
+        rows = [r for r in rows if r["name"] in names]
     if params.get("KeyPairIds"):
         rows = [r for r in rows if r["key_pair_id"] in params["KeyPairIds"]]
     rows = apply_filters(rows, params.get("Filters"), {"key-name": lambda r: r["name"],
                                                        "fingerprint": lambda r: r["fingerprint"],
-                                                       "key-pair-id": lambda r: r["key_pair_id"]})
+                                                       "key-pair-id": lambda r: r["key_pair_id"],
+                                                       "owner-id": lambda r: r["account_id"]})
     return {"KeyPairs": [_row_to_key(r) for r in rows]}
 
 

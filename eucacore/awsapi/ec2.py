@@ -106,16 +106,20 @@ class Ec2Protocol:
                               if k not in seen}, prefix)
         for required in shape.required_members:
             if required not in result:
-                name = _query_name(shape.members[required], required)
+                name = self._wire_name(shape.members[required], required)
                 raise AWSError('MissingParameter',
                                f'The request must contain the parameter {prefix}{name}')
         return result
 
     @staticmethod
-    def _accepted_names(member_shape, member_name):
+    def _wire_name(member_shape, member_name):
+        """The parameter name botocore's serializer gives a member."""
+        return _query_name(member_shape, member_name)
+
+    def _accepted_names(self, member_shape, member_name):
         # Hand-written clients (old euca2ools, curl) also use the bare member
         # name or the lower-case locationName; botocore's name comes first.
-        names = [_query_name(member_shape, member_name), member_name]
+        names = [self._wire_name(member_shape, member_name), member_name]
         location_name = member_shape.serialization.get('name')
         if location_name:
             names.append(location_name)
@@ -135,6 +139,9 @@ class Ec2Protocol:
             return self._list(shape, node, path)
         if kind == 'map':
             return self._map(shape, node, path)
+        return self._scalar(shape, node, path)
+
+    def _scalar(self, shape, node, path):
         if node.children:
             first = next(iter(node.children))
             raise AWSError('InvalidParameterValue',
@@ -145,11 +152,12 @@ class Ec2Protocol:
             raise AWSError('InvalidParameterValue',
                            f'Value ({node.value}) for parameter {path} is invalid') from None
 
-    def _indexed(self, node, path):
+    @staticmethod
+    def _indexed(node, path):
         """Children of a list node in index order; each key must be a number."""
         if not node.children and node.value is not None:
-            # 'InstanceId=i-1' without an index: taken as a one-item list.
-            return [(path, node)]
+            raise AWSError('InvalidParameterValue',
+                           f'Value ({node.value}) for parameter {path} is invalid')
         items = []
         for key, child in node.children.items():
             if not key.isdigit():
@@ -161,6 +169,9 @@ class Ec2Protocol:
     def _list(self, shape, node, path):
         if node.value == '' and not node.children:
             return []  # botocore's query serializer sends 'Name=' for []
+        if not node.children:
+            # 'InstanceId=i-1' without an index: taken as a one-item list.
+            return [self._value(shape.member, node, path)]
         return [self._value(shape.member, child, item_path)
                 for item_path, child in self._indexed(node, path)]
 
@@ -168,8 +179,12 @@ class Ec2Protocol:
         entries = node.children.get('entry')
         if entries is not None and len(node.children) == 1:
             node, path = entries, path + '.entry'
-        key_name = _query_name(shape.key, 'key')
-        value_name = _query_name(shape.value, 'value')
+        return self._map_entries(shape, node, path)
+
+    def _map_entries(self, shape, node, path):
+        """A map from ``path.N.key`` / ``path.N.value`` parameters."""
+        key_name = self._wire_name(shape.key, 'key')
+        value_name = self._wire_name(shape.value, 'value')
         result = {}
         for entry_path, entry in self._indexed(node, path):
             key_node = entry.children.get(key_name)

@@ -28,7 +28,7 @@ OPERATIONS = {
     "EucalyptusCC": {"RunInstances", "DescribeInstances", "DescribeResources", "TerminateInstances"},
     "EucalyptusNC": {"ncRunInstance", "ncDescribeInstances", "ncDescribeResource", "ncTerminateInstance"},
     "EucalyptusSC": {"CreateStorageVolume", "DeleteStorageVolume", "DescribeStorageVolumes"},
-    "EucalyptusCLC": {"DescribeAccessKey"},
+    "EucalyptusCLC": {"DescribeAccessKey", "ReportUsage"},
 }
 
 def test_every_service_has_expected_operations_listed():

@@ -11,7 +11,8 @@ from eucacore import pki, soap
 from eucacore.awsapi.auth import Credentials
 from eucacore.config import Config
 from eucacore.db import Store
-from clc.identity import Identity, Principal
+from eucacore.principal import Principal
+from clc.identity import Identity
 from clc.properties import Properties
 from clc.quotas import Quotas
 from clc.secrets import SecretBox

@@ -12,11 +12,11 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
 
 from eucacore import ids, policy
 from eucacore.awsapi.auth import Credentials
 from eucacore.db import Store
+from eucacore.principal import Principal
 from clc.secrets import SecretBox, is_sealed
 
 ADMIN_ACCOUNT = "eucalyptus"
@@ -40,47 +40,6 @@ class IdentityError(Exception):
         super().__init__(message)
         self.code, self.message = code, message
         self.status = self.STATUS.get(code, 400)
-
-
-@dataclass(repr=False)  # Credentials' repr, which leaves the secret out
-class Principal(Credentials):
-    """Who signed a request: the key's user and account, what the user is allowed, and
-    whether the user is its account's admin (allowed everything in the account) or the
-    cloud admin (the ``eucalyptus`` account's admin, allowed everything)."""
-
-    account_name: str = ""
-    user_name: str = ""
-    user_path: str = "/"
-    is_account_admin: bool = False
-    is_cloud_admin: bool = False
-    policies: tuple[str, ...] = ()
-
-    @property
-    def arn(self) -> str:
-        return policy.iam_arn(self.account_id, "user", self.user_path, self.user_name)
-
-    def allows(self, action: str, resources: list[str]) -> bool:
-        """Whether this principal may do ``action`` on ``resources`` (account admins may do all)."""
-        if self.is_account_admin:
-            return True
-        return policy.is_allowed([parsed_policy(d) for d in self.policies], action, resources)
-
-
-def parsed_policy(document: str) -> "policy.Policy":
-    return _parse_cached(document)
-
-
-_parse_cache: dict[str, "policy.Policy"] = {}
-
-
-def _parse_cached(document: str):
-    parsed = _parse_cache.get(document)
-    if parsed is None:
-        parsed = policy.parse(document)
-        if len(_parse_cache) > 4096:
-            _parse_cache.clear()
-        _parse_cache[document] = parsed
-    return parsed
 
 
 def hash_password(password: str) -> str:

@@ -11,7 +11,8 @@ concurrent requests cannot both squeeze under a limit.
 
 from eucacore import policy
 from eucacore.awsapi.errors import AWSError
-from clc.identity import ADMIN_ACCOUNT, parsed_policy
+from eucacore.principal import parsed_policy
+from clc.identity import ADMIN_ACCOUNT
 from clc.properties import Properties, default_quota_property
 
 UNLIMITED = -1
@@ -22,7 +23,7 @@ ERROR_CODES = {
     "instances": "InstanceLimitExceeded", "cores": "InstanceLimitExceeded", "memory": "InstanceLimitExceeded",
     "volumes": "VolumeLimitExceeded", "volume-gib": "VolumeLimitExceeded",
     "snapshots": "SnapshotLimitExceeded", "addresses": "AddressLimitExceeded",
-    "buckets": "TooManyBuckets", "bucket-storage-mib": "QuotaExceeded",
+    "buckets": "TooManyBuckets", "bucket-storage-mib": "EntityTooLarge",
 }
 
 _LIVE = "state NOT IN ('terminated', 'shutting-down')"

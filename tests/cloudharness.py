@@ -7,6 +7,8 @@ with its own NOTIFY_SOCKET and waits for its ``READY=1``. ``stop()`` ends them a
 """
 
 import contextlib
+import dataclasses
+import json
 import os
 import signal
 import socket
@@ -18,6 +20,7 @@ from pathlib import Path
 import boto3
 import botocore.config
 
+from eucacore.awsapi import models
 from eucacore.launch import LaunchError, launch
 
 DAEMONS = {"clc": "clc", "walrus": "walrus", "sc": "sc", "cc": "cc", "nc": "nc"}
@@ -122,16 +125,38 @@ class Cloud:
     def s3_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['WALRUS_PORT']}"
 
+    def url(self, service: str) -> str:
+        """The endpoint of ``service``: ec2, s3, iam (= euare), properties, reporting."""
+        if service == "s3":
+            return self.s3_url
+        base = f"http://127.0.0.1:{self.ports['CLOUD_PORT']}/services/"
+        return base + {"ec2": "compute", "iam": "Euare", "euare": "Euare", "properties": "Properties",
+                       "reporting": "Reporting"}[service]
+
     def client(self, service: str, access_key: str | None = None, secret_key: str | None = None, **config):
-        """A boto3 client of our EC2 or S3 endpoint, as the admin unless keys are given."""
-        url = self.ec2_url if service == "ec2" else self.s3_url
+        """A boto3 client of one of our endpoints, as the cloud admin unless keys are given.
+
+        ``iam`` is stock boto3's IAM client; ``euare``, ``properties`` and ``reporting`` are
+        clients of our own service models (eucacore.awsapi.models).
+        """
         cfg = botocore.config.Config(retries={"max_attempts": 1}, **config)
         if service == "s3":
             cfg = cfg.merge(botocore.config.Config(s3={"addressing_style": "path"}))
+        access_key = access_key or self.eucarc["AWS_ACCESS_KEY_ID"]
+        secret_key = secret_key or self.eucarc["AWS_SECRET_ACCESS_KEY"]
+        if service in models.VERSIONS:
+            return models.client(service, endpoint_url=self.url(service), access_key=access_key,
+                                 secret_key=secret_key, verify=False, config=cfg)
         return boto3.session.Session().client(
-            service, endpoint_url=url, region_name="eucalyptus", verify=False, config=cfg,
-            aws_access_key_id=access_key or self.eucarc["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=secret_key or self.eucarc["AWS_SECRET_ACCESS_KEY"])
+            service, endpoint_url=self.url(service), region_name="eucalyptus", verify=False, config=cfg,
+            aws_access_key_id=access_key, aws_secret_access_key=secret_key)
+
+    def new_account(self, name: str) -> "Tenant":
+        """A new account (made by the cloud admin through Euare) with a key for its admin user."""
+        euare = self.client("euare")
+        account = euare.create_account(AccountName=name)["Account"]
+        key = euare.create_access_key(UserName="admin", DelegateAccount=name)["AccessKey"]
+        return Tenant(self, name, account["AccountId"], key["AccessKeyId"], key["SecretAccessKey"])
 
     def keys_dir(self) -> Path:
         return self.root / "var/lib/eucalyptus/keys"
@@ -142,6 +167,29 @@ class Cloud:
         env.update(self.eucarc)
         env["HOME"] = str(self.root)
         return env
+
+
+@dataclasses.dataclass
+class Tenant:
+    """An account of a test cloud and the keys of one of its users."""
+
+    cloud: Cloud
+    name: str
+    account_id: str
+    access_key: str
+    secret_key: str
+
+    def client(self, service: str, **config):
+        return self.cloud.client(service, self.access_key, self.secret_key, **config)
+
+    def user(self, user_name: str, policy: dict | None = None) -> "Tenant":
+        """A new user of this account (with an inline policy, if given) and its key."""
+        iam = self.client("iam")
+        iam.create_user(UserName=user_name)
+        if policy is not None:
+            iam.put_user_policy(UserName=user_name, PolicyName="p", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName=user_name)["AccessKey"]
+        return Tenant(self.cloud, self.name, self.account_id, key["AccessKeyId"], key["SecretAccessKey"])
 
 
 def parse_eucarc(path: Path) -> dict[str, str]:

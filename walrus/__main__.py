@@ -2,27 +2,73 @@
 
 import logging
 import sys
+import threading
 
 from eucacore import daemon, pki, soap
-from eucacore.awsapi.auth import Credentials
+from eucacore.periodic import run_periodically
+from eucacore.principal import Principal
 from eucacore.serving import Listener, serve
 
 log = logging.getLogger("eucalyptus.walrus")
+#: Seconds between reports of S3 usage to the CLC.
+USAGE_REPORT_INTERVAL = 5
+
+
+def _clc(config, keys):
+    return soap.client("EucalyptusCLC", config["CLOUD_HOST"], config["CLOUD_SSL_PORT"], keys, timeout=10)
 
 
 def clc_lookup(config):
-    """``lookup(access_key)`` that asks the CLC (over mutual TLS) for the key's secret and owner."""
+    """``lookup(access_key)`` that asks the CLC (over mutual TLS) for the key's secret, owner,
+    policies and storage quotas: every request, so a revoked key or policy stops at once."""
     keys = pki.component_keys(config.keys_dir(), "walrus")
 
-    def lookup(access_key: str) -> Credentials | None:
-        clc = soap.client("EucalyptusCLC", config["CLOUD_HOST"], config["CLOUD_SSL_PORT"], keys, timeout=10)
+    def lookup(access_key: str) -> Principal | None:
         try:
-            reply = clc.DescribeAccessKey(accessKeyId=access_key)
+            reply = _clc(config, keys).DescribeAccessKey(accessKeyId=access_key)
         except soap.Fault:
             return None
-        return Credentials(access_key=reply.accessKeyId, secret_key=reply.secretKey,
-                           account_id=reply.accountId or "", user_id=reply.userId or "")
+        return Principal(access_key=reply.accessKeyId, secret_key=reply.secretKey,
+                         account_id=reply.accountId or "", user_id=reply.userId or "",
+                         account_name=reply.accountName or "", user_name=reply.userName or "",
+                         user_path=reply.userPath or "/", is_account_admin=bool(reply.isAccountAdmin),
+                         is_cloud_admin=bool(reply.isCloudAdmin), policies=tuple(reply.policies or ()),
+                         quotas={q.name: q.limit for q in reply.quotas or []})
     return lookup
+
+
+class UsageReporter:
+    """Sends the store's usage events to the CLC in seq order and forgets what it acknowledged."""
+
+    def __init__(self, config, store):
+        self.config, self.store = config, store
+        self.keys = pki.component_keys(config.keys_dir(), "walrus")
+        self._stop = threading.Event()
+
+    def report_once(self) -> None:
+        while True:
+            events = self.store.pending_usage()
+            if not events:
+                return
+            try:
+                reply = _clc(self.config, self.keys).ReportUsage(
+                    source=self.store.usage_source,
+                    events=[{"seq": e["seq"], "accountId": e["account_id"], "time": e["time"],
+                             "storedDelta": e["stored_delta"], "bucketsDelta": e["buckets_delta"],
+                             "bytesIn": e["bytes_in"], "bytesOut": e["bytes_out"]} for e in events])
+            except (soap.Fault, *soap.TransportError) as e:
+                log.warning("usage report to the CLC failed (will retry): %s", e)
+                return
+            self.store.forget_usage(min(reply.acknowledged or 0, events[-1]["seq"]))
+            if len(events) < 500:
+                return
+
+    def start(self) -> None:
+        run_periodically("usage-reporter", self.report_once, lambda: USAGE_REPORT_INTERVAL, self._stop)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.report_once()
 
 
 def start(config) -> None:
@@ -32,7 +78,10 @@ def start(config) -> None:
 
     store = WalrusStore(config.walrus_storage_dir(), config.state_dir() / "walrus.db")
     app = WalrusApp(store, clc_lookup(config))
-    serve([Listener("walrus", app, config["BIND_ADDR"], config["WALRUS_PORT"], threads=32)])
+    reporter = UsageReporter(config, store)
+    reporter.start()
+    serve([Listener("walrus", app, config["BIND_ADDR"], config["WALRUS_PORT"], threads=32)],
+          on_stop=reporter.stop)
 
 
 def main(argv=None) -> int:

@@ -17,10 +17,12 @@ from datetime import datetime, timezone
 from hashlib import sha256
 from urllib.parse import quote
 
-from eucacore.awsapi.auth import Credentials, verify_request
+from eucacore import policy
+from eucacore.awsapi.auth import verify_request
 from eucacore.awsapi.errors import AWSError
 from eucacore.awsapi.s3 import S3Protocol
 from eucacore.ids import new_request_id
+from eucacore.principal import Principal
 
 from . import store as st
 
@@ -34,6 +36,17 @@ _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,254}$")
 _HEX_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _UNSUPPORTED_CHECKSUMS = ("ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1")
 _STORED_HEADERS = ("CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage")
+MIB = 2**20
+
+#: The IAM action each S3 operation needs, and whether its resource is the object (else the bucket).
+_ACTIONS = {
+    "ListBuckets": ("s3:ListAllMyBuckets", None), "CreateBucket": ("s3:CreateBucket", False),
+    "HeadBucket": ("s3:ListBucket", False), "DeleteBucket": ("s3:DeleteBucket", False),
+    "GetBucketLocation": ("s3:GetBucketLocation", False), "ListObjects": ("s3:ListBucket", False),
+    "ListObjectsV2": ("s3:ListBucket", False), "PutObject": ("s3:PutObject", True),
+    "GetObject": ("s3:GetObject", True), "HeadObject": ("s3:GetObject", True),
+    "DeleteObject": ("s3:DeleteObject", True),
+}
 
 
 @dataclass
@@ -41,7 +54,7 @@ class RequestContext:
     """What a handler knows about the request besides its parsed input."""
 
     request_id: str
-    credentials: Credentials
+    credentials: Principal
     headers: dict
     body: "RequestBody"
 
@@ -178,8 +191,10 @@ class FileChunks:
 class WalrusApp:
     """The S3 REST WSGI application over a :class:`walrus.store.WalrusStore`.
 
-    ``lookup(access_key)`` returns the key's Credentials (with its account id)
-    or None; ``service_host`` enables virtual-host-style bucket addressing.
+    ``lookup(access_key)`` returns the key's :class:`~eucacore.principal.Principal`
+    (account, policies, storage quotas) or None; ``service_host`` enables
+    virtual-host-style bucket addressing; ``max_buckets_per_account`` is the
+    bucket quota of principals that carry none.
     """
 
     def __init__(self, store: st.WalrusStore, lookup, service_host: str | None = None,
@@ -237,6 +252,7 @@ class WalrusApp:
         if handler is None:
             raise AWSError("NotImplemented", f"{operation} is not implemented by Walrus", 501)
         ctx = RequestContext(request_id, credentials, lowered, body)
+        _authorize(credentials, operation, params)
         if operation == "PutObject" and not length:
             if "chunked" in lowered.get("transfer-encoding", ""):
                 body.remaining = None
@@ -254,27 +270,47 @@ class WalrusApp:
     # ------------------------------------------------------------ access
 
     def _owned_bucket(self, ctx: RequestContext, name: str) -> st.Bucket:
-        """The bucket if the caller's account owns it: NoSuchBucket, AccessDenied."""
+        """The bucket if the caller's account owns it (or the caller is the cloud admin):
+        NoSuchBucket, AccessDenied.  Bucket names are global, so another account's bucket
+        answers AccessDenied as S3 does, whether or not the key asked for exists."""
         bucket = self.store.get_bucket(name)
-        if bucket.owner != ctx.account:
+        if bucket.owner != ctx.account and not ctx.credentials.is_cloud_admin:
             raise AWSError("AccessDenied", "Access Denied", 403)
         return bucket
+
+    def _check_storage_quota(self, ctx: RequestContext, bucket: st.Bucket, key: str) -> None:
+        """EntityTooLarge (as the original answered) if the upload would take the account past
+        its storage quota; an object being replaced frees its size."""
+        limit = ctx.credentials.quotas.get("bucket-storage-mib", -1)
+        if limit < 0 or bucket.owner != ctx.account:
+            return
+        incoming = ctx.body.remaining or 0
+        try:
+            replaced = self.store.head_object(bucket.name, key).size
+        except st.NoSuchKey:
+            replaced = 0
+        used = self.store.account_bytes(ctx.account)
+        if used - replaced + incoming > limit * MIB:
+            raise AWSError("EntityTooLarge", f"Your proposed upload exceeds your account's storage quota "
+                           f"of {limit} MiB ({used} bytes used).", 400, ProposedSize=incoming,
+                           MaxSizeAllowed=max(limit * MIB - used + replaced, 0))
 
     # ------------------------------------------------------------ buckets
 
     def list_buckets(self, ctx, req):
-        buckets = self.store.list_buckets(ctx.account)
+        buckets = self.store.list_buckets(None if ctx.credentials.is_cloud_admin else ctx.account)
         return {"Buckets": [{"Name": b.name, "CreationDate": _utc(b.created)} for b in buckets],
                 "Owner": _owner(ctx.account)}
 
     def create_bucket(self, ctx, req):
         name = req["Bucket"]
         check_bucket_name(name)
-        if self.store.count_buckets(ctx.account) >= self.max_buckets_per_account:
-            raise AWSError("TooManyBuckets", "You have attempted to create more buckets "
-                           "than allowed", 400)
         try:
-            self.store.create_bucket(name, ctx.account)
+            self.store.create_bucket(name, ctx.account,
+                                     ctx.credentials.quotas.get("buckets", self.max_buckets_per_account))
+        except st.TooManyBuckets:
+            raise AWSError("TooManyBuckets", "You have attempted to create more buckets "
+                           "than allowed", 400, BucketName=name) from None
         except st.BucketExists as exc:
             if exc.owner == ctx.account:
                 raise AWSError("BucketAlreadyOwnedByYou", "Your previous request to create "
@@ -304,7 +340,7 @@ class WalrusApp:
     def put_object(self, ctx, req):
         bucket, key = req["Bucket"], req["Key"]
         _check_key(key)
-        self._owned_bucket(ctx, bucket)
+        self._check_storage_quota(ctx, self._owned_bucket(ctx, bucket), key)
         for name in _UNSUPPORTED_CHECKSUMS:
             if name in req:
                 raise AWSError("NotImplemented", f"{name} is not supported by Walrus; "
@@ -337,7 +373,7 @@ class WalrusApp:
         return output
 
     def get_object(self, ctx, req):
-        self._owned_bucket(ctx, req["Bucket"])
+        owner = self._owned_bucket(ctx, req["Bucket"]).owner
         info, file = self.store.open_object(req["Bucket"], req["Key"])
         try:
             output = self._object_headers(info, req)
@@ -351,6 +387,7 @@ class WalrusApp:
             output.pop("ChecksumCRC32", None)  # a whole-object checksum: not for a part
         output["ContentLength"] = last - first + 1
         output["Body"] = FileChunks(file, first, last - first + 1)
+        self.store.record_transfer(owner, output["ContentLength"])
         return output
 
     def head_object(self, ctx, req):
@@ -460,6 +497,20 @@ _REASONS = {200: "OK", 204: "No Content", 206: "Partial Content", 400: "Bad Requ
             403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
             411: "Length Required", 416: "Requested Range Not Satisfiable",
             500: "Internal Server Error", 501: "Not Implemented"}
+
+
+def _authorize(principal: Principal, operation: str, params: dict) -> None:
+    """AccessDenied unless the principal's policies allow the operation's action on its bucket
+    or object (account admins may do everything)."""
+    if principal.is_account_admin:
+        return
+    action, on_object = _ACTIONS.get(operation, (f"s3:{operation}", False))
+    if on_object is None or not params.get("Bucket"):
+        resource = "*"
+    else:
+        resource = policy.s3_arn(params["Bucket"], params.get("Key") if on_object else None)
+    if not principal.allows(action, [resource]):
+        raise AWSError("AccessDenied", "Access Denied", 403)
 
 
 def _owner(account: str) -> dict:

@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 import shutil
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -57,6 +58,10 @@ class BucketExists(StoreError):
 
 class IncompleteBody(StoreError):
     """The stream ended before the promised number of bytes."""
+
+
+class TooManyBuckets(StoreError):
+    """The owner already has as many buckets as it may."""
 
 
 @dataclass
@@ -117,7 +122,29 @@ def _migration_1(db):
         PRIMARY KEY (bucket, key)) WITHOUT ROWID""")
 
 
-MIGRATIONS = [_migration_1]
+def _migration_2(db):
+    """Usage for billing: each change of an account's stored bytes and bucket count, written in
+    the transaction that makes the change, and transfer; sent to the CLC, then forgotten.
+    ``source`` names this store to the CLC, which counts each (source, seq) once."""
+    db.execute("""CREATE TABLE usage_outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        account_id TEXT NOT NULL,
+        time REAL NOT NULL,
+        stored_delta INTEGER NOT NULL DEFAULT 0,
+        buckets_delta INTEGER NOT NULL DEFAULT 0,
+        bytes_in INTEGER NOT NULL DEFAULT 0,
+        bytes_out INTEGER NOT NULL DEFAULT 0)""")
+    db.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute("INSERT INTO meta (name, value) VALUES ('source', ?)", [f"walrus-{secrets.token_hex(8)}"])
+
+
+MIGRATIONS = [_migration_1, _migration_2]
+
+
+def _usage(conn, account_id: str, *, stored: int = 0, buckets: int = 0, bytes_in: int = 0,
+           bytes_out: int = 0) -> None:
+    conn.execute("INSERT INTO usage_outbox (account_id, time, stored_delta, buckets_delta, bytes_in, "
+                 "bytes_out) VALUES (?, ?, ?, ?, ?, ?)", [account_id, now(), stored, buckets, bytes_in, bytes_out])
 
 
 def key_successor(prefix: str) -> str | None:
@@ -144,6 +171,8 @@ class WalrusStore:
         self.root = Path(storage_dir)
         self.root.mkdir(parents=True, exist_ok=True)
         self.store = Store(db_path, MIGRATIONS)
+        self._transfer_lock = threading.Lock()
+        self._bytes_out: dict[str, int] = {}
         self.sweep()
 
     @classmethod
@@ -189,15 +218,20 @@ class WalrusStore:
         for name in buckets:
             (self.root / name).mkdir(exist_ok=True)
 
-    def create_bucket(self, name: str, owner: str) -> Bucket:
-        """Create ``name`` for ``owner``; BucketExists when the name is taken."""
+    def create_bucket(self, name: str, owner: str, max_buckets: int = -1) -> Bucket:
+        """Create ``name`` for ``owner``; BucketExists when the name is taken, TooManyBuckets
+        when ``owner`` has ``max_buckets`` already (-1: no limit)."""
         with self._write() as conn:
             row = conn.execute("SELECT owner FROM buckets WHERE name = ?", [name]).fetchone()
             if row:
                 raise BucketExists(name, row[0])
+            count = conn.execute("SELECT count(*) FROM buckets WHERE owner = ?", [owner]).fetchone()[0]
+            if 0 <= max_buckets <= count:
+                raise TooManyBuckets(owner)
             bucket = Bucket(name, owner, now())
             conn.execute("INSERT INTO buckets (name, owner, created) VALUES (?, ?, ?)",
                          [bucket.name, bucket.owner, bucket.created])
+            _usage(conn, owner, buckets=1)
             (self.root / name).mkdir(exist_ok=True)
         return bucket
 
@@ -209,24 +243,30 @@ class WalrusStore:
             raise NoSuchBucket(name)
         return Bucket(*row)
 
-    def list_buckets(self, owner: str) -> list[Bucket]:
-        """``owner``'s buckets in name order."""
-        rows = self.db.execute("SELECT name, owner, created FROM buckets WHERE owner = ? "
-                               "ORDER BY name", [owner])
+    def list_buckets(self, owner: str | None) -> list[Bucket]:
+        """``owner``'s buckets (every bucket when None) in name order."""
+        if owner is None:
+            rows = self.db.execute("SELECT name, owner, created FROM buckets ORDER BY name")
+        else:
+            rows = self.db.execute("SELECT name, owner, created FROM buckets WHERE owner = ? "
+                                   "ORDER BY name", [owner])
         return [Bucket(*row) for row in rows]
 
-    def count_buckets(self, owner: str) -> int:
-        return self.db.execute("SELECT count(*) FROM buckets WHERE owner = ?",
-                               [owner]).fetchone()[0]
+    def account_bytes(self, owner: str) -> int:
+        """The size of all of ``owner``'s objects."""
+        return self.db.execute("SELECT COALESCE(SUM(o.size), 0) FROM objects o JOIN buckets b "
+                               "ON b.name = o.bucket WHERE b.owner = ?", [owner]).fetchone()[0]
 
     def delete_bucket(self, name: str) -> None:
         """Delete an empty bucket; NoSuchBucket, BucketNotEmpty."""
         with self._write() as conn:
-            if not conn.execute("SELECT 1 FROM buckets WHERE name = ?", [name]).fetchone():
+            row = conn.execute("SELECT owner FROM buckets WHERE name = ?", [name]).fetchone()
+            if not row:
                 raise NoSuchBucket(name)
             if conn.execute("SELECT 1 FROM objects WHERE bucket = ? LIMIT 1", [name]).fetchone():
                 raise BucketNotEmpty(name)
             conn.execute("DELETE FROM buckets WHERE name = ?", [name])
+            _usage(conn, row[0], buckets=-1)
         shutil.rmtree(self.root / name, ignore_errors=True)
 
     # ------------------------------------------------------------ objects
@@ -293,10 +333,12 @@ class WalrusStore:
 
     def _commit_object(self, info: ObjectInfo, digests: Digests) -> str | None:
         with self._write() as conn:
-            if not conn.execute("SELECT 1 FROM buckets WHERE name = ?", [info.bucket]).fetchone():
+            owner = conn.execute("SELECT owner FROM buckets WHERE name = ?", [info.bucket]).fetchone()
+            if not owner:
                 raise NoSuchBucket(info.bucket)
-            row = conn.execute("SELECT file FROM objects WHERE bucket = ? AND key = ?",
+            row = conn.execute("SELECT file, size FROM objects WHERE bucket = ? AND key = ?",
                                [info.bucket, info.key]).fetchone()
+            _usage(conn, owner[0], stored=info.size - (row[1] if row else 0), bytes_in=info.size)
             conn.execute(
                 "INSERT OR REPLACE INTO objects (bucket, key, file, size, etag, sha256, "
                 "checksum_crc32, content_type, metadata, headers, last_modified) "
@@ -333,14 +375,50 @@ class WalrusStore:
     def delete_object(self, bucket: str, key: str) -> None:
         """Delete the object if it exists (idempotent); NoSuchBucket."""
         with self._write() as conn:
-            if not conn.execute("SELECT 1 FROM buckets WHERE name = ?", [bucket]).fetchone():
+            owner = conn.execute("SELECT owner FROM buckets WHERE name = ?", [bucket]).fetchone()
+            if not owner:
                 raise NoSuchBucket(bucket)
-            row = conn.execute("SELECT file FROM objects WHERE bucket = ? AND key = ?",
+            row = conn.execute("SELECT file, size FROM objects WHERE bucket = ? AND key = ?",
                                [bucket, key]).fetchone()
             conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", [bucket, key])
+            if row:
+                _usage(conn, owner[0], stored=-row[1])
         if row:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.root / bucket / row[0])
+
+    # ------------------------------------------------------------ usage
+
+    @property
+    def usage_source(self) -> str:
+        return self.db.execute("SELECT value FROM meta WHERE name = 'source'").fetchone()[0]
+
+    def record_transfer(self, account_id: str, bytes_out: int) -> None:
+        """Bytes sent to a reader of ``account_id``'s object (bytes in are recorded with the object).
+
+        Counted in memory and written out with the next :meth:`pending_usage`, so a GET costs
+        no disk write; a crash loses at most one reporting interval of outgoing transfer.
+        """
+        if bytes_out > 0:
+            with self._transfer_lock:
+                self._bytes_out[account_id] = self._bytes_out.get(account_id, 0) + bytes_out
+
+    def pending_usage(self, limit: int = 500) -> list[dict]:
+        """The oldest usage events not yet acknowledged by the CLC, in seq order."""
+        with self._transfer_lock:
+            counted, self._bytes_out = self._bytes_out, {}
+        if counted:
+            with self._write() as conn:
+                for account_id, sent in counted.items():
+                    _usage(conn, account_id, bytes_out=sent)
+        rows = self.db.execute("SELECT seq, account_id, time, stored_delta, buckets_delta, bytes_in, bytes_out "
+                               "FROM usage_outbox ORDER BY seq LIMIT ?", [limit])
+        names = ("seq", "account_id", "time", "stored_delta", "buckets_delta", "bytes_in", "bytes_out")
+        return [dict(zip(names, row)) for row in rows]
+
+    def forget_usage(self, up_to_seq: int) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM usage_outbox WHERE seq <= ?", [up_to_seq])
 
     def list_objects(self, bucket: str, *, prefix: str = "", delimiter: str = "",
                      start_after: str = "", max_keys: int = 1000) -> "Listing":

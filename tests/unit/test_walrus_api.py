@@ -17,12 +17,15 @@ from botocore.exceptions import ClientError
 from cheroot import wsgi
 
 from eucacore.awsapi.auth import Credentials
+from eucacore.principal import Principal
 from eucacore.awsapi.errors import AWSError
 from walrus.api import WalrusApp, check_bucket_name
 from walrus.store import WalrusStore
 
-ALICE = Credentials("AKIAALICE0000000000A", "alice-secret/key+0000000000000000000000", "111111111111")
-BOB = Credentials("AKIABOB00000000000BB", "bob-secret/key+00000000000000000000000000", "222222222222")
+ALICE = Principal("AKIAALICE0000000000A", "alice-secret/key+0000000000000000000000", "111111111111",
+                  is_account_admin=True)
+BOB = Principal("AKIABOB00000000000BB", "bob-secret/key+00000000000000000000000000", "222222222222",
+                is_account_admin=True)
 KEYS = {c.access_key: c for c in (ALICE, BOB)}
 
 

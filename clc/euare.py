@@ -57,10 +57,10 @@ class _Scope:
         self.identity = ctx.cloud.identity
         self.account_id = _target_account(ctx, params)
 
-    def arn(self, kind: str, entity: dict | None = None, name: str = "") -> str:
+    def arn(self, kind: str, entity: dict | None = None, name: str = "", path: str = "/") -> str:
         if entity is not None:
             return policy.iam_arn(self.account_id, kind, entity["path"], entity["name"])
-        return policy.iam_arn(self.account_id, kind, "/", name)
+        return policy.iam_arn(self.account_id, kind, path, name)
 
     def authorize(self, arn: str) -> None:
         if self.account_id == self.ctx.account_id:
@@ -129,7 +129,7 @@ def _key(user: dict, row: dict) -> dict:
 
 def create_user(ctx, params):
     with _Scope(ctx, params, "CreateUser") as scope:
-        scope.authorize(scope.arn("user", name=params["UserName"]))
+        scope.authorize(scope.arn("user", name=params["UserName"], path=params.get("Path") or "/"))
         return {"User": _user(scope, scope.identity.create_user(scope.account_id, params["UserName"],
                                                                  params.get("Path") or "/"))}
 
@@ -167,7 +167,7 @@ def list_groups_for_user(ctx, params):
 
 def create_group(ctx, params):
     with _Scope(ctx, params, "CreateGroup") as scope:
-        scope.authorize(scope.arn("group", name=params["GroupName"]))
+        scope.authorize(scope.arn("group", name=params["GroupName"], path=params.get("Path") or "/"))
         return {"Group": _group(scope, scope.identity.create_group(scope.account_id, params["GroupName"],
                                                                     params.get("Path") or "/"))}
 

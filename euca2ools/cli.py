@@ -1,9 +1,10 @@
-"""What every euca-* command shares: common options, the boto3 client, errors.
+"""What every euca-*/euare-* command shares: common options, the boto3 client, errors.
 
-A command is ``run(parser, action, argv)``: parse the arguments, resolve the
-credentials, build an EC2 client, ``action(ec2, args)`` returns the lines to
-print. Failures become one line on stderr and exit code 1; ``--debug`` adds
-the traceback.
+A command is ``run(parser, action, argv, service=...)``: parse the arguments,
+resolve the credentials, build a client of the command's service (``ec2``,
+``euare``, ``properties``, ``reporting``), ``action(client, args)`` returns
+the lines to print. Failures become one line on stderr and exit code 1;
+``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-import boto3
 import botocore.config
 import botocore.exceptions
-import botocore.session
 
-from euca2ools.credentials import Creds, CredentialsError, load_credentials
+from euca2ools.credentials import (SERVICE_LABELS, SERVICE_URL_VARS, Creds, CredentialsError,
+                                   load_credentials)
+from eucacore.awsapi import models
 
 Action = Callable[[object, argparse.Namespace], list[str]]
 
@@ -33,13 +34,18 @@ class CommandError(Exception):
     """A failure the command reports as one line, ``prog: error: <message>``."""
 
 
-def command_parser(prog: str, description: str, *, cloud: bool = True) -> argparse.ArgumentParser:
-    """An ArgumentParser with euca2ools 3.x's common options (for ``cloud`` commands)."""
+def command_parser(prog: str, description: str, *, cloud: bool = True,
+                   service: str = 'ec2') -> argparse.ArgumentParser:
+    """An ArgumentParser with euca2ools 3.x's common options (for ``cloud`` commands).
+
+    ``-U`` sets the endpoint of ``service``, the one the command talks to.
+    """
     parser = argparse.ArgumentParser(prog=prog, description=description)
     if cloud:
         group = parser.add_argument_group('standard options')
         group.add_argument('-U', '--url', metavar='URL',
-                           help='compute service endpoint URL (default: $EC2_URL)')
+                           help=f'{SERVICE_LABELS[service]} service endpoint URL '
+                                f'(default: ${SERVICE_URL_VARS[service][0]})')
         group.add_argument('-I', '--access-key-id', metavar='KEY_ID',
                            help='access key ID (default: $AWS_ACCESS_KEY_ID)')
         group.add_argument('-S', '--secret-key', metavar='KEY',
@@ -81,19 +87,28 @@ def empty_field(args: argparse.Namespace) -> str:
     return '(nil)' if getattr(args, 'show_empty_fields', False) else ''
 
 
+def make_client(service: str, creds: Creds):
+    """A boto3 client of one of the cloud's services, independent of ~/.aws and AWS_* settings."""
+    # models' session ignores named profiles: they belong to other clouds, and
+    # AWS_PROFILE must not pick one (nor fail the command when it names a
+    # profile this machine lacks).
+    return models.client(service, endpoint_url=creds.url(service),
+                         access_key=creds.access_key, secret_key=creds.secret_key,
+                         region=creds.region, verify=creds.verify(service),
+                         config=_CLIENT_CONFIG)
+
+
 def make_ec2_client(creds: Creds):
-    """A boto3 EC2 client for the cloud, independent of ~/.aws and AWS_* settings."""
-    # Named profiles belong to other clouds: AWS_PROFILE must not pick one (nor
-    # fail the command when it names a profile this machine lacks).
-    session = botocore.session.Session(session_vars={'profile': (None, None, None, None)})
-    return boto3.session.Session(botocore_session=session).client(
-        'ec2', endpoint_url=creds.ec2_url, region_name=creds.region,
-        aws_access_key_id=creds.access_key, aws_secret_access_key=creds.secret_key,
-        aws_session_token=None, verify=creds.verify(), config=_CLIENT_CONFIG)
+    """A boto3 EC2 client for the cloud."""
+    return make_client('ec2', creds)
 
 
-def describe_error(err: BaseException, ec2_url: str | None = None) -> str:
-    """The one-line message (without the ``prog:`` prefix) for a failure."""
+def describe_error(err: BaseException, url: str | None = None,
+                   url_variable: str = 'EC2_URL') -> str:
+    """The one-line message (without the ``prog:`` prefix) for a failure.
+
+    ``url`` is the endpoint the command talked to, named by ``url_variable``.
+    """
     if isinstance(err, botocore.exceptions.ClientError):
         error = err.response.get('Error', {})
         code = error.get('Code') or 'Unknown'
@@ -101,8 +116,8 @@ def describe_error(err: BaseException, ec2_url: str | None = None) -> str:
         return f'error ({code}): {message}'
     if isinstance(err, (botocore.exceptions.EndpointConnectionError,
                         botocore.exceptions.ConnectionError)):
-        url = ec2_url or getattr(err, 'kwargs', {}).get('endpoint_url', '')
-        return f'error: cannot reach EC2_URL {url}: {_connection_reason(err)}'
+        url = url or getattr(err, 'kwargs', {}).get('endpoint_url', '')
+        return f'error: cannot reach {url_variable} {url}: {_connection_reason(err)}'
     if isinstance(err, CredentialsError):
         return f'error: {err}'
     return f'error: {err}'
@@ -126,21 +141,27 @@ def _connection_reason(err: BaseException) -> str:
 
 
 def run(parser: argparse.ArgumentParser, action: Action,
-        argv: Sequence[str] | None = None) -> int:
-    """Run one euca-* command; return its exit code."""
+        argv: Sequence[str] | None = None, *, service: str = 'ec2',
+        with_credentials: bool = False) -> int:
+    """Run one command of ``service``; return its exit code.
+
+    ``with_credentials``: the action also gets the resolved Creds,
+    ``action(client, args, creds)``, for commands that hand out endpoints.
+    """
     args = parser.parse_args(argv)
     if args.debug:
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
     creds = None
     try:
-        creds = load_credentials(args)
-        lines = action(make_ec2_client(creds), args)
+        creds = load_credentials(args, service=service)
+        client = make_client(service, creds)
+        lines = action(client, args, creds) if with_credentials else action(client, args)
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError,
             CredentialsError, CommandError, OSError) as err:
         if args.debug:
             traceback.print_exc()
-        print(f'{parser.prog}: {describe_error(err, creds and creds.ec2_url)}',
-              file=sys.stderr)
+        message = describe_error(err, creds and creds.url(service), SERVICE_URL_VARS[service][0])
+        print(f'{parser.prog}: {message}', file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

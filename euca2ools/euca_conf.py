@@ -10,10 +10,10 @@ another machine) and records it, so the CLC starts talking to it.
 import argparse
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 
+from euca2ools import creddir
 from eucacore import ids, pki
 from eucacore.config import ConfigError, load_config, split_hostport
 
@@ -53,11 +53,12 @@ class Conf:
 
     def __init__(self, config):
         from clc.identity import Identity
+        from clc.secrets import SecretBox
         from clc.store import open_store
         self.config = config
         self.keys_dir = config.keys_dir()
         self.store = open_store(config)
-        self.identity = Identity(self.store)
+        self.identity = Identity(self.store, SecretBox.for_keys_dir(self.keys_dir))
 
     # -- initialize and credentials -----------------------------------------
 
@@ -72,36 +73,17 @@ class Conf:
         return [f"cloud CA in {self.keys_dir}", f"credentials written to {path}"]
 
     def write_credentials(self, cred_dir: Path) -> Path:
+        """Write the cloud admin's credentials directory (eucarc, iamrc, euca2ools.ini, CA)."""
+        from clc.identity import ADMIN_ACCOUNT, ADMIN_USER
         creds = self.identity.admin_credentials()
         if creds is None:
             raise ConfError("the cloud is not initialized: run euca_conf --initialize first")
-        cred_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        shutil.copyfile(self.keys_dir / pki.CA_CERT, cred_dir / pki.CA_CERT)
-        host = self.config["CLOUD_HOST"]
-        walrus = self._walrus_endpoint()
-        lines = [
-            "EUCA_KEY_DIR=$(cd $(dirname ${BASH_SOURCE:-$0}); pwd -P)",
-            f"export EC2_URL=http://{host}:{self.config['CLOUD_PORT']}/services/compute",
-            f"export S3_URL=http://{walrus}/",
-            f"export AWS_ACCESS_KEY_ID={creds.access_key}",
-            f"export AWS_SECRET_ACCESS_KEY={creds.secret_key}",
-            f"export AWS_ACCESS_KEY={creds.access_key}",
-            f"export AWS_SECRET_KEY={creds.secret_key}",
-            f"export EC2_ACCESS_KEY={creds.access_key}",
-            f"export EC2_SECRET_KEY={creds.secret_key}",
-            f"export EC2_ACCOUNT_NUMBER={creds.account_id}",
-            f"export EC2_USER_ID={creds.account_id}",
-            "export EUCALYPTUS_CERT=${EUCA_KEY_DIR}/cloud-cert.pem",
-            "export AWS_DEFAULT_REGION=eucalyptus",
-            "export EUCA_DEFAULT_REGION=eucalyptus",
-        ]
-        path = cred_dir / "eucarc"
-        tmp = cred_dir / ".eucarc.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(tmp, path)
-        return path
+        ec2_url = f"http://{self.config['CLOUD_HOST']}:{self.config['CLOUD_PORT']}/services/compute"
+        endpoints = creddir.Endpoints.of_clc(ec2_url, f"http://{self._walrus_endpoint()}/")
+        key = creddir.AccountKey(account_name=ADMIN_ACCOUNT, account_id=creds.account_id,
+                                 user_name=ADMIN_USER, access_key=creds.access_key,
+                                 secret_key=creds.secret_key)
+        return creddir.write_credentials_dir(cred_dir, key, endpoints, self.keys_dir / pki.CA_CERT)
 
     def _walrus_endpoint(self) -> str:
         rows = list(self.store.db["components"].rows_where("kind = 'walrus'"))

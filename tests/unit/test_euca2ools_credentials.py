@@ -6,7 +6,7 @@ import os
 import pytest
 
 from euca2ools.credentials import (DEFAULT_REGION, Creds, CredentialsError,
-                                   load_credentials, parse_eucarc)
+                                   load_credentials, parse_eucarc, service_url)
 
 # As Eucalyptus 3.x's X509Download writes it (abridged, keys invented).
 EUCARC_3X = """\
@@ -174,7 +174,8 @@ def test_eucarc_used_when_environment_empty(tmp_path):
                           s3_url='http://10.1.1.10:8773/services/Walrus',
                           access_key='AKIEUCAEXAMPLE0001',
                           secret_key='s3cr3t/Example+Key0001',
-                          region='eucalyptus', ca_cert=f'{key_dir}/cloud-cert.pem')
+                          region='eucalyptus', ca_cert=f'{key_dir}/cloud-cert.pem',
+                          euare_url='http://10.1.1.10:8773/services/Euare')
 
 
 def test_environment_beats_eucarc_setting_by_setting(tmp_path):
@@ -231,3 +232,64 @@ def test_verify_is_explicit_true_without_cloud_cert():
 
 def test_verify_ignores_cert_for_http():
     assert creds_for('http://clc:8773/', '/keys/cloud-cert.pem').verify() is True
+
+
+# --- other services' endpoints -------------------------------------------------
+
+def test_service_url_replaces_the_path():
+    assert service_url('http://h:8773/services/compute', 'euare') == 'http://h:8773/services/Euare'
+    assert service_url('https://h:8773/services/Eucalyptus/?x=1', 'properties') == (
+        'https://h:8773/services/Properties')
+    assert service_url('http://h:8773', 'reporting') == 'http://h:8773/services/Reporting'
+
+
+def test_service_urls_derived_from_ec2_url(tmp_path):
+    creds = load_credentials(opts(), environ=ENV, eucarc_path=str(tmp_path / 'none'),
+                             service='euare')
+    assert creds.euare_url is None
+    assert creds.url('euare') == 'http://env:8773/services/Euare'
+    assert creds.url('properties') == 'http://env:8773/services/Properties'
+    assert creds.url('reporting') == 'http://env:8773/services/Reporting'
+    assert creds.url('ec2') == creds.url() == ENV['EC2_URL']
+
+
+@pytest.mark.parametrize('variables, expected', [
+    ({'EUARE_URL': 'http://a/services/Euare', 'AWS_IAM_URL': 'http://b/'}, 'http://a/services/Euare'),
+    ({'AWS_IAM_URL': 'http://b/'}, 'http://b/'),
+])
+def test_euare_url_variables(tmp_path, variables, expected):
+    creds = load_credentials(opts(), environ=dict(ENV, **variables),
+                             eucarc_path=str(tmp_path / 'none'), service='euare')
+    assert creds.url('euare') == expected
+
+
+def test_properties_and_reporting_variables(tmp_path):
+    environ = dict(ENV, EUCA_PROPERTIES_URL='http://p/', EUCA_REPORTING_URL='http://r/')
+    creds = load_credentials(opts(), environ=environ, eucarc_path=str(tmp_path / 'none'))
+    assert (creds.url('properties'), creds.url('reporting')) == ('http://p/', 'http://r/')
+
+
+def test_url_option_sets_the_commands_own_service(tmp_path):
+    environ = {'AWS_ACCESS_KEY_ID': 'k', 'AWS_SECRET_ACCESS_KEY': 's'}
+    creds = load_credentials(opts(url='https://h:8773/services/Euare'), environ=environ,
+                             eucarc_path=str(tmp_path / 'none'), service='euare')
+    assert creds.ec2_url is None and creds.euare_url == 'https://h:8773/services/Euare'
+    assert creds.url('ec2') == 'https://h:8773/services/compute'
+    ec2_creds = load_credentials(opts(url='http://x/'), environ=environ,
+                                 eucarc_path=str(tmp_path / 'none'))
+    assert ec2_creds.ec2_url == 'http://x/' and ec2_creds.euare_url is None
+
+
+def test_missing_euare_endpoint_names_its_variables(tmp_path):
+    environ = {'AWS_ACCESS_KEY_ID': 'k', 'AWS_SECRET_ACCESS_KEY': 's', 'HOME': str(tmp_path)}
+    with pytest.raises(CredentialsError) as caught:
+        load_credentials(opts(), environ=environ, service='euare')
+    assert 'EUARE_URL, AWS_IAM_URL, EC2_URL or -U' in str(caught.value)
+
+
+def test_verify_per_service():
+    creds = Creds(ec2_url='http://clc:8773/services/compute', s3_url=None, access_key='k',
+                  secret_key='s', region='eucalyptus', ca_cert='/keys/cloud-cert.pem',
+                  euare_url='https://clc:8773/services/Euare')
+    assert creds.verify('ec2') is True
+    assert creds.verify('euare') == '/keys/cloud-cert.pem'

@@ -1,6 +1,7 @@
 """euca2ools.euca_conf run as the administrator runs it: a subprocess over a real config
 file, keys directory and CLC database in a temporary $EUCALYPTUS."""
 
+import configparser
 import os
 from contextlib import closing
 import re
@@ -15,6 +16,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from euca2ools.credentials import parse_eucarc
 from eucacore import pki
 from eucacore.config import load_config
 
@@ -106,6 +108,29 @@ def test_initialize_writes_ca_and_credentials(initialized):
     assert exports["EC2_ACCESS_KEY"] == exports["AWS_ACCESS_KEY_ID"]
     assert exports["EC2_SECRET_KEY"] == exports["AWS_SECRET_ACCESS_KEY"]
     assert exports["EUCALYPTUS_CERT"].endswith("/cloud-cert.pem")
+
+
+def test_initialize_writes_iamrc_ini_and_service_urls(initialized):
+    cloud, _ = initialized
+    exports = cloud.eucarc()
+    base = "http://127.0.0.1:8773/services/"
+    assert exports["EUARE_URL"] == exports["AWS_IAM_URL"] == base + "Euare"
+    assert exports["EUCA_PROPERTIES_URL"] == base + "Properties"
+    assert exports["EUCA_REPORTING_URL"] == base + "Reporting"
+    assert exports["AWS_CREDENTIAL_FILE"] == "${EUCA_KEY_DIR}/iamrc"
+    for name in ("iamrc", "euca2ools.ini"):
+        assert stat.S_IMODE((cloud.cred_dir / name).stat().st_mode) == 0o600
+    assert (cloud.cred_dir / "iamrc").read_text().splitlines() == [
+        f"AWSAccessKeyId={exports['AWS_ACCESS_KEY_ID']}",
+        f"AWSSecretKey={exports['AWS_SECRET_ACCESS_KEY']}"]
+    ini = configparser.ConfigParser()
+    ini.read(cloud.cred_dir / "euca2ools.ini")
+    assert ini["user eucalyptus-admin"]["key-id"] == exports["AWS_ACCESS_KEY_ID"]
+    assert ini["user eucalyptus-admin"]["account-id"] == exports["EC2_ACCOUNT_NUMBER"]
+    assert ini["region eucalyptus"]["iam-url"] == base + "Euare"
+    assert ini["region eucalyptus"]["user"] == "eucalyptus-admin"
+    parsed = parse_eucarc(str(cloud.cred_dir / "eucarc"), environ={})
+    assert parsed["AWS_CREDENTIAL_FILE"] == str((cloud.cred_dir / "iamrc").resolve())
 
 
 def test_eucarc_is_usable_from_a_shell(initialized):

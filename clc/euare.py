@@ -7,6 +7,7 @@ the entity's ARN.  The cloud admin may act inside any account with
 ``DelegateAccount`` (``--as-account``); account operations are the cloud admin's only.
 """
 
+import functools
 from urllib.parse import quote
 
 from eucacore import policy
@@ -19,6 +20,17 @@ MAX_ITEMS = 100
 
 # -- access ------------------------------------------------------------------
 
+def _answering_iam_errors(handler):
+    """The handler, with the identity layer's refusals answered as IAM errors."""
+    @functools.wraps(handler)
+    def wrapped(ctx, params):
+        try:
+            return handler(ctx, params)
+        except IdentityError as e:
+            raise AWSError(e.code, e.message, e.status) from None
+    return wrapped
+
+
 def _target_account(ctx, params) -> str:
     """The account the request acts in: the caller's, or DelegateAccount for the cloud admin."""
     delegate = params.pop(DELEGATE, None)
@@ -26,17 +38,7 @@ def _target_account(ctx, params) -> str:
         return ctx.account_id
     if not ctx.credentials.is_cloud_admin:
         raise AWSError("AccessDenied", f"Only the cloud admin may act as another account ({DELEGATE}).", 403)
-    try:
-        return ctx.cloud.identity.require_account(delegate)["account_id"]
-    except IdentityError as e:
-        raise _iam_error(e) from None
-
-
-def _authorize(ctx, action: str, arn: str) -> None:
-    principal = ctx.credentials
-    if not principal.allows(f"iam:{action}", [arn]):
-        raise AWSError("AccessDenied", f"User: {principal.arn} is not authorized to perform: iam:{action} "
-                       f"on resource: {arn}", 403)
+    return ctx.cloud.identity.require_account(delegate)["account_id"]
 
 
 def _require_cloud_admin(ctx, action: str) -> None:
@@ -45,12 +47,8 @@ def _require_cloud_admin(ctx, action: str) -> None:
                        f"iam:{action}: only the cloud admin manages accounts", 403)
 
 
-def _iam_error(e: IdentityError) -> AWSError:
-    return AWSError(e.code, e.message, e.status)
-
-
 class _Scope:
-    """One request's account and the identity calls on it, IdentityErrors turned into IAM errors."""
+    """One request's account, and its users and groups as the caller may see them."""
 
     def __init__(self, ctx, params, action: str):
         self.ctx, self.action = ctx, action
@@ -63,37 +61,37 @@ class _Scope:
         return policy.iam_arn(self.account_id, kind, path, name)
 
     def authorize(self, arn: str) -> None:
-        if self.account_id == self.ctx.account_id:
-            _authorize(self.ctx, self.action, arn)
+        """AccessDenied unless the caller may do this request's action on ``arn`` (the cloud
+        admin acting inside another account may do everything)."""
+        principal = self.ctx.credentials
+        if self.account_id == self.ctx.account_id and not principal.allows(f"iam:{self.action}", [arn]):
+            raise AWSError("AccessDenied", f"User: {principal.arn} is not authorized to perform: "
+                           f"iam:{self.action} on resource: {arn}", 403)
 
     def user(self, name: str | None) -> dict:
         """The named user, or the caller when no name is given (as IAM does)."""
         if not name:
             name = self.ctx.credentials.user_name if self.account_id == self.ctx.account_id else ADMIN_USER
-        try:
-            user = self.identity.user(self.account_id, name)
-        except IdentityError as e:
-            self.authorize(self.arn("user", name=name))
-            raise _iam_error(e) from None
-        self.authorize(self.arn("user", user))
-        return user
+        return self._entity("user", name)
 
     def group(self, name: str) -> dict:
+        return self._entity("group", name)
+
+    def _entity(self, kind: str, name: str) -> dict:
+        """The entity if the caller may act on it; one the caller may not act on is refused
+        whether or not it exists, so a refusal tells nothing about existence."""
         try:
-            group = self.identity.group(self.account_id, name)
-        except IdentityError as e:
-            self.authorize(self.arn("group", name=name))
-            raise _iam_error(e) from None
-        self.authorize(self.arn("group", group))
-        return group
+            entity = getattr(self.identity, kind)(self.account_id, name)
+        except IdentityError:
+            self.authorize(self.arn(kind, name=name))
+            raise
+        self.authorize(self.arn(kind, entity))
+        return entity
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, tb):
-        if isinstance(error, IdentityError):
-            raise _iam_error(error) from None
-        return False
+    def create(self, kind: str, params) -> dict:
+        name, path = params[f"{kind.title()}Name"], params.get("Path") or "/"
+        self.authorize(self.arn(kind, name=name, path=path))
+        return getattr(self.identity, f"create_{kind}")(self.account_id, name, path)
 
 
 def _page(items: list[dict], params, key: str) -> tuple[dict, list[dict]]:
@@ -128,113 +126,109 @@ def _key(user: dict, row: dict) -> dict:
 # -- users -------------------------------------------------------------------
 
 def create_user(ctx, params):
-    with _Scope(ctx, params, "CreateUser") as scope:
-        scope.authorize(scope.arn("user", name=params["UserName"], path=params.get("Path") or "/"))
-        return {"User": _user(scope, scope.identity.create_user(scope.account_id, params["UserName"],
-                                                                 params.get("Path") or "/"))}
+    scope = _Scope(ctx, params, "CreateUser")
+    return {"User": _user(scope, scope.create("user", params))}
 
 
 def get_user(ctx, params):
-    with _Scope(ctx, params, "GetUser") as scope:
-        return {"User": _user(scope, scope.user(params.get("UserName")))}
+    scope = _Scope(ctx, params, "GetUser")
+    return {"User": _user(scope, scope.user(params.get("UserName")))}
 
 
 def list_users(ctx, params):
-    with _Scope(ctx, params, "ListUsers") as scope:
-        scope.authorize(scope.arn("user", name="*"))
-        rows = [r for r in scope.identity.users(scope.account_id, params.get("PathPrefix") or "/")]
-        page, rows = _page(rows, params, "name")
-        return dict(page, Users=[_user(scope, r) for r in rows])
+    scope = _Scope(ctx, params, "ListUsers")
+    scope.authorize(scope.arn("user", name="*"))
+    rows = [r for r in scope.identity.users(scope.account_id, params.get("PathPrefix") or "/")]
+    page, rows = _page(rows, params, "name")
+    return dict(page, Users=[_user(scope, r) for r in rows])
 
 
 def delete_user(ctx, params):
-    with _Scope(ctx, params, "DeleteUser") as scope:
-        user = scope.user(params["UserName"])
-        if user["name"] == ADMIN_USER:
-            raise AWSError("DeleteConflict", "The account's admin user cannot be deleted.", 409)
-        scope.identity.delete_user(user["user_id"])
+    scope = _Scope(ctx, params, "DeleteUser")
+    user = scope.user(params["UserName"])
+    if user["name"] == ADMIN_USER:
+        raise AWSError("DeleteConflict", "The account's admin user cannot be deleted.", 409)
+    scope.identity.delete_user(user["user_id"])
     return {}
 
 
 def list_groups_for_user(ctx, params):
-    with _Scope(ctx, params, "ListGroupsForUser") as scope:
-        user = scope.user(params["UserName"])
-        page, rows = _page(scope.identity.user_groups(user["user_id"]), params, "name")
-        return dict(page, Groups=[_group(scope, r) for r in rows])
+    scope = _Scope(ctx, params, "ListGroupsForUser")
+    user = scope.user(params["UserName"])
+    page, rows = _page(scope.identity.user_groups(user["user_id"]), params, "name")
+    return dict(page, Groups=[_group(scope, r) for r in rows])
 
 
 # -- groups ------------------------------------------------------------------
 
 def create_group(ctx, params):
-    with _Scope(ctx, params, "CreateGroup") as scope:
-        scope.authorize(scope.arn("group", name=params["GroupName"], path=params.get("Path") or "/"))
-        return {"Group": _group(scope, scope.identity.create_group(scope.account_id, params["GroupName"],
-                                                                    params.get("Path") or "/"))}
+    scope = _Scope(ctx, params, "CreateGroup")
+    return {"Group": _group(scope, scope.create("group", params))}
 
 
 def get_group(ctx, params):
-    with _Scope(ctx, params, "GetGroup") as scope:
-        group = scope.group(params["GroupName"])
-        page, rows = _page(scope.identity.group_users(group["group_id"]), params, "name")
-        return dict(page, Group=_group(scope, group), Users=[_user(scope, r) for r in rows])
+    scope = _Scope(ctx, params, "GetGroup")
+    group = scope.group(params["GroupName"])
+    page, rows = _page(scope.identity.group_users(group["group_id"]), params, "name")
+    return dict(page, Group=_group(scope, group), Users=[_user(scope, r) for r in rows])
 
 
 def list_groups(ctx, params):
-    with _Scope(ctx, params, "ListGroups") as scope:
-        scope.authorize(scope.arn("group", name="*"))
-        page, rows = _page(scope.identity.groups(scope.account_id, params.get("PathPrefix") or "/"),
-                           params, "name")
-        return dict(page, Groups=[_group(scope, r) for r in rows])
+    scope = _Scope(ctx, params, "ListGroups")
+    scope.authorize(scope.arn("group", name="*"))
+    page, rows = _page(scope.identity.groups(scope.account_id, params.get("PathPrefix") or "/"),
+                       params, "name")
+    return dict(page, Groups=[_group(scope, r) for r in rows])
 
 
 def delete_group(ctx, params):
-    with _Scope(ctx, params, "DeleteGroup") as scope:
-        scope.identity.delete_group(scope.group(params["GroupName"])["group_id"])
+    scope = _Scope(ctx, params, "DeleteGroup")
+    scope.identity.delete_group(scope.group(params["GroupName"])["group_id"])
     return {}
 
 
 def add_user_to_group(ctx, params):
-    with _Scope(ctx, params, "AddUserToGroup") as scope:
-        group = scope.group(params["GroupName"])
-        scope.identity.add_user_to_group(group["group_id"], scope.user(params["UserName"])["user_id"])
+    scope = _Scope(ctx, params, "AddUserToGroup")
+    group = scope.group(params["GroupName"])
+    scope.identity.add_user_to_group(group["group_id"], scope.user(params["UserName"])["user_id"])
     return {}
 
 
 def remove_user_from_group(ctx, params):
-    with _Scope(ctx, params, "RemoveUserFromGroup") as scope:
-        group = scope.group(params["GroupName"])
-        scope.identity.remove_user_from_group(group["group_id"], scope.user(params["UserName"])["user_id"])
+    scope = _Scope(ctx, params, "RemoveUserFromGroup")
+    group = scope.group(params["GroupName"])
+    scope.identity.remove_user_from_group(group["group_id"], scope.user(params["UserName"])["user_id"])
     return {}
 
 
 # -- access keys ---------------------------------------------------------------
 
 def create_access_key(ctx, params):
-    with _Scope(ctx, params, "CreateAccessKey") as scope:
-        user = scope.user(params.get("UserName"))
-        creds = scope.identity.create_access_key(user["user_id"])
-        row = scope.identity.access_key(user["user_id"], creds.access_key)
-        return {"AccessKey": dict(_key(user, row), SecretAccessKey=creds.secret_key)}
+    scope = _Scope(ctx, params, "CreateAccessKey")
+    user = scope.user(params.get("UserName"))
+    creds = scope.identity.create_access_key(user["user_id"])
+    row = scope.identity.access_key(user["user_id"], creds.access_key)
+    return {"AccessKey": dict(_key(user, row), SecretAccessKey=creds.secret_key)}
 
 
 def list_access_keys(ctx, params):
-    with _Scope(ctx, params, "ListAccessKeys") as scope:
-        user = scope.user(params.get("UserName"))
-        page, rows = _page(scope.identity.access_keys(user["user_id"]), params, "access_key")
-        return dict(page, AccessKeyMetadata=[_key(user, r) for r in rows])
+    scope = _Scope(ctx, params, "ListAccessKeys")
+    user = scope.user(params.get("UserName"))
+    page, rows = _page(scope.identity.access_keys(user["user_id"]), params, "access_key")
+    return dict(page, AccessKeyMetadata=[_key(user, r) for r in rows])
 
 
 def update_access_key(ctx, params):
-    with _Scope(ctx, params, "UpdateAccessKey") as scope:
-        user = scope.user(params.get("UserName"))
-        scope.identity.update_access_key(user["user_id"], params["AccessKeyId"], params["Status"])
+    scope = _Scope(ctx, params, "UpdateAccessKey")
+    user = scope.user(params.get("UserName"))
+    scope.identity.update_access_key(user["user_id"], params["AccessKeyId"], params["Status"])
     return {}
 
 
 def delete_access_key(ctx, params):
-    with _Scope(ctx, params, "DeleteAccessKey") as scope:
-        user = scope.user(params.get("UserName"))
-        scope.identity.delete_access_key(user["user_id"], params["AccessKeyId"])
+    scope = _Scope(ctx, params, "DeleteAccessKey")
+    user = scope.user(params.get("UserName"))
+    scope.identity.delete_access_key(user["user_id"], params["AccessKeyId"])
     return {}
 
 
@@ -246,64 +240,68 @@ def _login_profile(user: dict, row: dict) -> dict:
 
 
 def create_login_profile(ctx, params):
-    with _Scope(ctx, params, "CreateLoginProfile") as scope:
-        user = scope.user(params["UserName"])
-        return _login_profile(user, scope.identity.set_login_profile(user["user_id"], params["Password"], True))
+    scope = _Scope(ctx, params, "CreateLoginProfile")
+    user = scope.user(params["UserName"])
+    return _login_profile(user, scope.identity.set_login_profile(user["user_id"], params["Password"], True))
 
 
 def update_login_profile(ctx, params):
-    with _Scope(ctx, params, "UpdateLoginProfile") as scope:
-        user = scope.user(params["UserName"])
-        if params.get("Password") is not None:
-            scope.identity.set_login_profile(user["user_id"], params["Password"], False)
+    scope = _Scope(ctx, params, "UpdateLoginProfile")
+    user = scope.user(params["UserName"])
+    if params.get("Password") is not None:
+        scope.identity.set_login_profile(user["user_id"], params["Password"], False)
     return {}
 
 
 def get_login_profile(ctx, params):
-    with _Scope(ctx, params, "GetLoginProfile") as scope:
-        user = scope.user(params["UserName"])
-        return _login_profile(user, scope.identity.login_profile(user["user_id"]))
+    scope = _Scope(ctx, params, "GetLoginProfile")
+    user = scope.user(params["UserName"])
+    return _login_profile(user, scope.identity.login_profile(user["user_id"]))
 
 
 def delete_login_profile(ctx, params):
-    with _Scope(ctx, params, "DeleteLoginProfile") as scope:
-        scope.identity.delete_login_profile(scope.user(params["UserName"])["user_id"])
+    scope = _Scope(ctx, params, "DeleteLoginProfile")
+    scope.identity.delete_login_profile(scope.user(params["UserName"])["user_id"])
     return {}
 
 
 # -- user and group policies -----------------------------------------------------
 
 def _policy_handlers(kind: str):
-    """Put/Get/List/Delete<Kind>Policy for users and groups: one implementation."""
+    """Put/Get/List/Delete<Kind>Policy for users, groups and (the cloud admin's) accounts:
+    one implementation."""
     title = kind.title()
     name_key = f"{title}Name"
 
-    def owner(scope, params):
+    def owner(ctx, params, action: str) -> tuple[str, str]:
+        """(name, id) of the policies' owner, if the caller may act on it."""
+        if kind == "account":
+            _require_cloud_admin(ctx, action)
+            account = ctx.cloud.identity.require_account(params[name_key])
+            return account["name"], account["account_id"]
+        scope = _Scope(ctx, params, action)
         entity = scope.user(params[name_key]) if kind == "user" else scope.group(params[name_key])
-        return entity, entity[f"{kind}_id"]
+        return entity["name"], entity[f"{kind}_id"]
 
     def put(ctx, params):
-        with _Scope(ctx, params, f"Put{title}Policy") as scope:
-            _, owner_id = owner(scope, params)
-            scope.identity.put_policy(kind, owner_id, params["PolicyName"], params["PolicyDocument"])
+        _, owner_id = owner(ctx, params, f"Put{title}Policy")
+        ctx.cloud.identity.put_policy(kind, owner_id, params["PolicyName"], params["PolicyDocument"])
         return {}
 
     def get(ctx, params):
-        with _Scope(ctx, params, f"Get{title}Policy") as scope:
-            entity, owner_id = owner(scope, params)
-            row = scope.identity.policy(kind, owner_id, params["PolicyName"])
-            return {name_key: entity["name"], "PolicyName": row["name"], "PolicyDocument": quote(row["document"])}
+        name, owner_id = owner(ctx, params, f"Get{title}Policy")
+        row = ctx.cloud.identity.policy(kind, owner_id, params["PolicyName"])
+        # IAM sends policy documents URL-encoded; botocore decodes them.
+        return {name_key: name, "PolicyName": row["name"], "PolicyDocument": quote(row["document"])}
 
     def list_(ctx, params):
-        with _Scope(ctx, params, f"List{title}Policies") as scope:
-            _, owner_id = owner(scope, params)
-            page, rows = _page(scope.identity.policies(kind, owner_id), params, "name")
-            return dict(page, PolicyNames=[r["name"] for r in rows])
+        _, owner_id = owner(ctx, params, f"List{title}Policies")
+        page, rows = _page(ctx.cloud.identity.policies(kind, owner_id), params, "name")
+        return dict(page, PolicyNames=[r["name"] for r in rows])
 
     def delete(ctx, params):
-        with _Scope(ctx, params, f"Delete{title}Policy") as scope:
-            _, owner_id = owner(scope, params)
-            scope.identity.delete_policy(kind, owner_id, params["PolicyName"])
+        _, owner_id = owner(ctx, params, f"Delete{title}Policy")
+        ctx.cloud.identity.delete_policy(kind, owner_id, params["PolicyName"])
         return {}
 
     return {f"Put{title}Policy": put, f"Get{title}Policy": get, f"List{title}Policies": list_,
@@ -313,15 +311,15 @@ def _policy_handlers(kind: str):
 # -- the account -------------------------------------------------------------------
 
 def get_account_summary(ctx, params):
-    with _Scope(ctx, params, "GetAccountSummary") as scope:
-        scope.authorize("*")
-        identity = scope.identity
-        users = identity.users(scope.account_id)
-        return {"SummaryMap": {
-            "Users": len(users), "Groups": len(identity.groups(scope.account_id)),
-            "AccessKeysPerUserQuota": 2,
-            "Policies": sum(len(identity.policies("user", u["user_id"])) for u in users),
-        }}
+    scope = _Scope(ctx, params, "GetAccountSummary")
+    scope.authorize("*")
+    identity = scope.identity
+    users = identity.users(scope.account_id)
+    return {"SummaryMap": {
+        "Users": len(users), "Groups": len(identity.groups(scope.account_id)),
+        "AccessKeysPerUserQuota": 2,
+        "Policies": sum(len(identity.policies("user", u["user_id"])) for u in users),
+    }}
 
 
 # -- the cloud admin's: accounts, account policies, quotas ---------------------------
@@ -332,10 +330,7 @@ def _account(row: dict) -> dict:
 
 def create_account(ctx, params):
     _require_cloud_admin(ctx, "CreateAccount")
-    try:
-        account, _ = ctx.cloud.identity.create_account(params["AccountName"], with_key=False)
-    except IdentityError as e:
-        raise _iam_error(e) from None
+    account, _ = ctx.cloud.identity.create_account(params["AccountName"], with_key=False)
     return {"Account": _account(account)}
 
 
@@ -346,51 +341,7 @@ def list_accounts(ctx, params):
 
 def delete_account(ctx, params):
     _require_cloud_admin(ctx, "DeleteAccount")
-    try:
-        ctx.cloud.identity.delete_account(params["AccountName"], bool(params.get("Recursive")))
-    except IdentityError as e:
-        raise _iam_error(e) from None
-    return {}
-
-
-def _named_account(ctx, params, action: str) -> dict:
-    _require_cloud_admin(ctx, action)
-    try:
-        return ctx.cloud.identity.require_account(params["AccountName"])
-    except IdentityError as e:
-        raise _iam_error(e) from None
-
-
-def put_account_policy(ctx, params):
-    account = _named_account(ctx, params, "PutAccountPolicy")
-    try:
-        ctx.cloud.identity.put_policy("account", account["account_id"], params["PolicyName"],
-                                      params["PolicyDocument"])
-    except IdentityError as e:
-        raise _iam_error(e) from None
-    return {}
-
-
-def get_account_policy(ctx, params):
-    account = _named_account(ctx, params, "GetAccountPolicy")
-    try:
-        row = ctx.cloud.identity.policy("account", account["account_id"], params["PolicyName"])
-    except IdentityError as e:
-        raise _iam_error(e) from None
-    return {"AccountName": account["name"], "PolicyName": row["name"], "PolicyDocument": quote(row["document"])}
-
-
-def list_account_policies(ctx, params):
-    account = _named_account(ctx, params, "ListAccountPolicies")
-    return {"PolicyNames": [r["name"] for r in ctx.cloud.identity.policies("account", account["account_id"])]}
-
-
-def delete_account_policy(ctx, params):
-    account = _named_account(ctx, params, "DeleteAccountPolicy")
-    try:
-        ctx.cloud.identity.delete_policy("account", account["account_id"], params["PolicyName"])
-    except IdentityError as e:
-        raise _iam_error(e) from None
+    ctx.cloud.identity.delete_account(params["AccountName"], bool(params.get("Recursive")))
     return {}
 
 
@@ -399,10 +350,7 @@ def list_account_quotas(ctx, params):
     with what the account uses.  An account admin may see its own account's."""
     identity, principal = ctx.cloud.identity, ctx.credentials
     if params.get("AccountName"):
-        try:
-            accounts = [identity.require_account(params["AccountName"])]
-        except IdentityError as e:
-            raise _iam_error(e) from None
+        accounts = [identity.require_account(params["AccountName"])]
     elif principal.is_cloud_admin:
         accounts = identity.accounts()
     else:
@@ -419,7 +367,7 @@ def list_account_quotas(ctx, params):
     return {"Quotas": quotas}
 
 
-HANDLERS = {
+_HANDLERS = {
     "CreateUser": create_user, "GetUser": get_user, "ListUsers": list_users, "DeleteUser": delete_user,
     "ListGroupsForUser": list_groups_for_user,
     "CreateGroup": create_group, "GetGroup": get_group, "ListGroups": list_groups, "DeleteGroup": delete_group,
@@ -428,10 +376,9 @@ HANDLERS = {
     "UpdateAccessKey": update_access_key, "DeleteAccessKey": delete_access_key,
     "CreateLoginProfile": create_login_profile, "UpdateLoginProfile": update_login_profile,
     "GetLoginProfile": get_login_profile, "DeleteLoginProfile": delete_login_profile,
-    **_policy_handlers("user"), **_policy_handlers("group"),
+    **_policy_handlers("user"), **_policy_handlers("group"), **_policy_handlers("account"),
     "GetAccountSummary": get_account_summary,
     "CreateAccount": create_account, "ListAccounts": list_accounts, "DeleteAccount": delete_account,
-    "PutAccountPolicy": put_account_policy, "GetAccountPolicy": get_account_policy,
-    "ListAccountPolicies": list_account_policies, "DeleteAccountPolicy": delete_account_policy,
     "ListAccountQuotas": list_account_quotas,
 }
+HANDLERS = {action: _answering_iam_errors(handler) for action, handler in _HANDLERS.items()}

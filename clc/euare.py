@@ -349,15 +349,15 @@ def list_account_quotas(ctx, params):
     """Every quota of one account (or, for the cloud admin without a name, of every account),
     with what the account uses.  An account admin may see its own account's."""
     identity, principal = ctx.cloud.identity, ctx.credentials
+    own = identity.account_by_id(ctx.account_id)
+    if not principal.is_cloud_admin and (not principal.is_account_admin
+                                         or params.get("AccountName") not in (None, own["name"])):
+        # Refused before any lookup, so the answer tells nothing of which accounts exist.
+        raise AWSError("AccessDenied", "Only the cloud admin and the account's admin may see its quotas.", 403)
     if params.get("AccountName"):
         accounts = [identity.require_account(params["AccountName"])]
-    elif principal.is_cloud_admin:
-        accounts = identity.accounts()
     else:
-        accounts = [identity.account_by_id(ctx.account_id)]
-    if not principal.is_cloud_admin and (accounts[0]["account_id"] != ctx.account_id
-                                         or not principal.is_account_admin):
-        raise AWSError("AccessDenied", "Only the cloud admin and the account's admin may see its quotas.", 403)
+        accounts = identity.accounts() if principal.is_cloud_admin else [own]
     quotas = []
     for account in accounts:
         limits, used = ctx.cloud.quotas.limits(account["account_id"]), ctx.cloud.quotas.used(account["account_id"])

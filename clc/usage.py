@@ -119,7 +119,8 @@ def report(store: Store, kind: str, start: float, end: float, account_id: str | 
         raise ValueError(f"unknown usage type {kind!r}: expected one of {', '.join(KINDS)}")
     if end <= start:
         raise ValueError(f"usage range is empty: end {end} is not after start {start}")
-    stop = min(end, ids.now() if now is None else now)
+    # Nothing is counted past now; a window wholly in the future counts nothing.
+    stop = max(start, min(end, ids.now() if now is None else now))
     if kind == "s3":
         rows = _s3_report(store, start, end, stop, account_id)
     else:

@@ -105,6 +105,21 @@ def euca2ools_ini_text(key: AccountKey, endpoints: Endpoints) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def prepare_credentials_dir(directory: Path | str) -> Path:
+    """The directory, created 0700 if missing; OSError if it cannot be written.
+
+    Call it before creating what will be written there, so a bad directory is
+    found before an account or key exists that nobody would get the secret of.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        directory.mkdir(parents=True, mode=0o700)
+        directory.chmod(0o700)  # mkdir's mode is cut by the umask
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError(f'cannot write credentials into {directory}')
+    return directory
+
+
 def write_credentials_dir(directory: Path | str, key: AccountKey, endpoints: Endpoints,
                           ca_cert: Path | str | None = None) -> Path:
     """Write eucarc, iamrc, euca2ools.ini (and a copy of ``ca_cert``) into ``directory``.
@@ -112,10 +127,7 @@ def write_credentials_dir(directory: Path | str, key: AccountKey, endpoints: End
     Returns the eucarc's path. A missing ``ca_cert`` file is the same as none:
     the eucarc then names no EUCALYPTUS_CERT.
     """
-    directory = Path(directory)
-    if not directory.is_dir():
-        directory.mkdir(parents=True, mode=0o700)
-        directory.chmod(0o700)  # mkdir's mode is cut by the umask
+    directory = prepare_credentials_dir(directory)
     cert = Path(ca_cert).read_bytes() if ca_cert and Path(ca_cert).is_file() else None
     if cert is not None:
         _write_private(directory / CLOUD_CERT, cert)

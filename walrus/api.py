@@ -278,13 +278,16 @@ class WalrusApp:
             raise AWSError("AccessDenied", "Access Denied", 403)
         return bucket
 
-    def _check_storage_quota(self, ctx: RequestContext, bucket: st.Bucket, key: str) -> None:
-        """EntityTooLarge (as the original answered) if the upload would take the account past
-        its storage quota; an object being replaced frees its size."""
+    def _check_storage_quota(self, ctx: RequestContext, bucket: st.Bucket, key: str,
+                             incoming: int | None = None) -> None:
+        """EntityTooLarge (as the original answered) if an upload of ``incoming`` bytes (by
+        default the request's Content-Length) would take the account past its storage quota;
+        an object being replaced frees its size.  Checked before the upload, to refuse early,
+        and again once its real size is known (chunked uploads have no length)."""
         limit = ctx.credentials.quotas.get("bucket-storage-mib", -1)
         if limit < 0 or bucket.owner != ctx.account:
             return
-        incoming = ctx.body.remaining or 0
+        incoming = (ctx.body.remaining or 0) if incoming is None else incoming
         try:
             replaced = self.store.head_object(bucket.name, key).size
         except st.NoSuchKey:
@@ -340,7 +343,8 @@ class WalrusApp:
     def put_object(self, ctx, req):
         bucket, key = req["Bucket"], req["Key"]
         _check_key(key)
-        self._check_storage_quota(ctx, self._owned_bucket(ctx, bucket), key)
+        owned = self._owned_bucket(ctx, bucket)
+        self._check_storage_quota(ctx, owned, key)
         for name in _UNSUPPORTED_CHECKSUMS:
             if name in req:
                 raise AWSError("NotImplemented", f"{name} is not supported by Walrus; "
@@ -350,6 +354,7 @@ class WalrusApp:
         checksum_sha256 = req.get("ChecksumSHA256")
 
         def verify(digests: st.Digests):
+            self._check_storage_quota(ctx, owned, key, digests.size)
             if content_md5 is not None and content_md5 != digests.md5:
                 raise AWSError("BadDigest", "The Content-MD5 you specified did not match "
                                "what we received.", 400)

@@ -34,6 +34,8 @@ def account_create(argv=None) -> int:
     """euare-accountcreate: NAME ID, then with -k/-d ``AKID SECRET``."""
     def action(iam, args, creds: Creds):
         empty = cli.empty_field(args)
+        if args.credentials_dir:
+            creddir.prepare_credentials_dir(args.credentials_dir)
         account = iam.create_account(
             **euare_request(args, AccountName=args.account_name)).get('Account') or {}
         lines = [format_account(account, empty)]

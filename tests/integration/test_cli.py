@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+from tests.cloudharness import wait_for
+
 pytestmark = pytest.mark.integration
 
 
@@ -18,8 +20,10 @@ def test_describe_regions_and_zones(cloud):
     out = euca(cloud, "describe_regions")
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\t")[:2] == ["REGION", "eucalyptus"]
-    out = euca(cloud, "describe_availability_zones")
-    assert out.returncode == 0 and out.stdout.startswith("AVAILABILITYZONE\tzone-a\tavailable"), out.stdout
+    # The zone is available once the CLC has polled its cluster (every second).
+    out = wait_for(lambda: (o := euca(cloud, "describe_availability_zones")).stdout.startswith(
+        "AVAILABILITYZONE\tzone-a\tavailable") and o, timeout=20, what="zone-a available")
+    assert out.returncode == 0
 
 
 def test_keypair_commands(cloud, tmp_path):

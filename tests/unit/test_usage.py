@@ -258,3 +258,12 @@ def test_json_parses_back(store, log):
     doc = json.loads(usage.to_json("volume", T0, T0 + DAY, rows))
     assert doc == {"type": "volume", "start": "2023-11-15T00:00:00.000Z",
                    "end": "2023-11-16T00:00:00.000Z", "rows": rows}
+
+
+def test_a_window_after_now_counts_nothing(store, log):
+    log.record_s3("walrus", [s3_event(1, T0, stored_delta=GIB)])
+    log.started("111", "instance", "i-1", subtype="m1.small", at=T0)
+    now = T0 + H
+    rows = usage.report(store, "s3", T0 + 2 * H, T0 + 3 * H, now=now)
+    assert [r["storage_gib_hours"] for r in rows] in ([], [0.0])
+    assert usage.report(store, "instance", T0 + 2 * H, T0 + 3 * H, now=now) == []

@@ -9,6 +9,7 @@ import zlib
 
 import boto3
 import botocore.config
+import botocore.credentials
 import pytest
 import requests
 from botocore.auth import S3SigV4Auth
@@ -421,3 +422,24 @@ def test_raw_http_keepalive_after_early_error(server):
     conn.request("GET", "/")
     assert conn.getresponse().status == 403
     conn.close()
+
+
+def test_storage_quota_holds_for_chunked_uploads_without_a_length(server):
+    """A Transfer-Encoding: chunked PUT has no Content-Length to check up front: the quota is
+    checked again once the size is known, and nothing is stored when it is exceeded."""
+    endpoint, store = server
+    carol = Principal("AKIACAROL000000000CC", "carol-secret/key+000000000000000000000000", "333333333333",
+                      is_account_admin=True, quotas={"bucket-storage-mib": 1})
+    KEYS[carol.access_key] = carol
+    s3 = client(endpoint, carol)
+    s3.create_bucket(Bucket="carol-quota")
+    s3.put_object(Bucket="carol-quota", Key="small", Body=b"x" * 1000)
+    url = f"{endpoint}/carol-quota/big"
+    signed = AWSRequest(method="PUT", url=url, headers={"x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
+    S3SigV4Auth(botocore.credentials.Credentials(carol.access_key, carol.secret_key), "s3",
+                "eucalyptus").add_auth(signed)
+    chunks = (b"y" * 65536 for _ in range(32))  # 2 MiB; a generator body goes out chunked
+    response = requests.put(url, data=chunks, headers=dict(signed.headers))
+    assert response.status_code == 400 and b"<Code>EntityTooLarge</Code>" in response.content
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="carol-quota")["Contents"]] == ["small"]
+    assert store.account_bytes(carol.account_id) == 1000

@@ -17,7 +17,8 @@ WALRUS_QUOTAS = ("buckets", "bucket-storage-mib")
 
 
 class quotaType(_Model):
-    _type_info = [("name", Unicode), ("limit", Long), ("used", Long)]
+    """A quota's limit (-1: unlimited); Walrus counts what the account uses itself."""
+    _type_info = [("name", Unicode), ("limit", Long)]
 
 
 class DescribeAccessKeyType(Message):
@@ -60,14 +61,13 @@ def application(cloud=None):
             if principal is None:
                 raise EucaFault("InvalidAccessKeyId", "no active access key with that id")
             limits = cloud.quotas.limits(principal.account_id)
-            used = cloud.quotas.used(principal.account_id)
             return DescribeAccessKeyResponseType(
                 correlationId=req.correlationId, accessKeyId=principal.access_key,
                 secretKey=principal.secret_key, accountId=principal.account_id, userId=principal.user_id,
                 status="Active", accountName=principal.account_name, userName=principal.user_name,
                 userPath=principal.user_path, isAccountAdmin=principal.is_account_admin,
                 isCloudAdmin=principal.is_cloud_admin, policies=list(principal.policies),
-                quotas=[quotaType(name=n, limit=limits[n], used=used[n]) for n in WALRUS_QUOTAS],
+                quotas=[quotaType(name=n, limit=limits[n]) for n in WALRUS_QUOTAS],
                 **{"return": True})
 
         @rpc(ReportUsageType, _returns=ReportUsageResponseType, _body_style="bare",

@@ -73,7 +73,46 @@ def _schema_v2(db):
     db["usage_s3"].create_index(["account_id", "time"])
 
 
-MIGRATIONS = [_schema_v1, _schema_v2]
+def _schema_v3(db):
+    """The rest of the EC2 API: security groups, tags, volumes, snapshots, addresses, and the
+    instance fields of Run/Stop/Start/attributes."""
+    db["security_groups"].create({"group_id": str, "account_id": str, "name": str, "description": str,
+                                  "created": float}, pk="group_id")
+    db["security_groups"].create_index(["account_id", "name"], unique=True)
+    # One row per permission: protocol 'tcp'|'udp'|'icmp'|'-1' (all); exactly one of cidr and
+    # source_group_id is set; ports are -1 where the protocol has none.
+    db["security_group_rules"].create({"id": int, "group_id": str, "direction": str, "protocol": str,
+                                       "from_port": int, "to_port": int, "cidr": str, "source_group_id": str,
+                                       "source_account_id": str, "description": str},
+                                      pk="id", not_null={"group_id", "direction", "protocol"})
+    db["security_group_rules"].create_index(["group_id"])
+    # Tags of every resource kind; resource_type as DescribeTags reports it ('instance', 'image'...).
+    db["tags"].create({"resource_id": str, "account_id": str, "resource_type": str, "key": str, "value": str},
+                      pk=("resource_id", "key"))
+    db["tags"].create_index(["account_id", "key"])
+    db["volumes"].create({"volume_id": str, "account_id": str, "size": int, "snapshot_id": str, "zone": str,
+                          "state": str, "created": float, "instance_id": str, "device": str,
+                          "attach_state": str, "attach_time": float, "delete_on_termination": int},
+                         pk="volume_id")
+    db["volumes"].create_index(["account_id"])
+    db["snapshots"].create({"snapshot_id": str, "account_id": str, "volume_id": str, "volume_size": int,
+                            "state": str, "progress": str, "description": str, "created": float},
+                           pk="snapshot_id")
+    db["snapshots"].create_index(["account_id"])
+    # createVolumePermission of a snapshot: an account id, or 'all' for public.
+    db["snapshot_permissions"].create({"snapshot_id": str, "grantee": str}, pk=("snapshot_id", "grantee"))
+    # launchPermission of an image: an account id, or 'all' (images.is_public stays the fast path).
+    db["image_permissions"].create({"image_id": str, "grantee": str}, pk=("image_id", "grantee"))
+    db["addresses"].create({"public_ip": str, "allocation_id": str, "account_id": str, "zone": str,
+                            "instance_id": str, "association_id": str, "allocated": float}, pk="public_ip")
+    db["addresses"].create_index(["account_id"])
+    for column, kind, default in (("client_token", str, ""), ("disable_api_termination", int, 0),
+                                  ("kernel_url", str, ""), ("ramdisk_url", str, "")):
+        db["instances"].add_column(column, kind, not_null_default=default)
+    db["instances"].create_index(["account_id", "client_token"])
+
+
+MIGRATIONS = [_schema_v1, _schema_v2, _schema_v3]
 
 
 def open_store(config) -> Store:

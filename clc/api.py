@@ -5,7 +5,8 @@ botocore model, authorize, dispatch to ``handler(ctx, params) -> dict``,
 serialize.  Any AWSError becomes the service's own error document; anything
 unexpected is logged with the request id and answered as InternalError, never
 as a traceback.  :class:`CloudApi` routes by path as the original did
-(``/services/Euare``...); every other path is EC2.
+(``/services/Euare``...) and serves the instance metadata service (clc/imds.py);
+every other path is EC2.
 """
 
 import logging
@@ -17,6 +18,7 @@ from eucacore.awsapi.ec2 import Ec2Protocol
 from eucacore.awsapi.errors import AWSError
 from eucacore.awsapi.query import QueryProtocol
 from clc import admin, euare
+from clc.imds import MetadataApp, is_metadata_path
 from clc.cloud import Cloud, RequestContext
 from clc.ec2 import HANDLERS as EC2_HANDLERS
 from clc.ec2.access import authorize as authorize_ec2
@@ -89,9 +91,11 @@ class QueryApi:
 
 
 class CloudApi:
-    """Routes the CLC's public port: the original's service paths, EC2 for everything else."""
+    """Routes the CLC's public port: the original's service paths, the instance metadata
+    service (``/latest/...``, unsigned, for instances), EC2 for everything else."""
 
     def __init__(self, cloud: Cloud):
+        self.metadata = MetadataApp(cloud)
         self.ec2 = QueryApi(cloud, Ec2Protocol(), "ec2", EC2_HANDLERS, authorize_ec2)
         self.routes = {
             "/services/Euare": QueryApi(cloud, QueryProtocol(models.service_model("euare")), "iam",
@@ -103,5 +107,7 @@ class CloudApi:
         }
 
     def __call__(self, environ, start_response):
-        path = environ.get("PATH_INFO", "/").rstrip("/")
-        return self.routes.get(path, self.ec2)(environ, start_response)
+        path = environ.get("PATH_INFO", "/")
+        if is_metadata_path(path):
+            return self.metadata(environ, start_response)
+        return self.routes.get(path.rstrip("/"), self.ec2)(environ, start_response)

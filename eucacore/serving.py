@@ -147,11 +147,25 @@ def wrap_app(listener: Listener, health: Callable[[], None] | None = None):
     return RequestLog(app, listener.name, trust_incoming_id=bool(listener.keys))
 
 
+#: The environ key of the request's socket (the metadata service sets its IP TTL on it).
+SOCKET = "eucalyptus.socket"
+
+
+class _Gateway(wsgi.Gateway_10):
+    """cheroot's WSGI 1.0 gateway, which also hands the app the connection's socket."""
+
+    def get_environ(self):
+        environ = super().get_environ()
+        environ[SOCKET] = self.req.conn.socket
+        return environ
+
+
 def make_server(listener: Listener, health: Callable[[], None] | None = None) -> wsgi.Server:
     """A cheroot server for one listener, not yet started."""
     server = wsgi.Server((listener.host, listener.port), wrap_app(listener, health),
                          numthreads=listener.threads, server_name=listener.name,
                          shutdown_timeout=30)
+    server.gateway = _Gateway
     if listener.keys:
         adapter = BuiltinSSLAdapter(str(listener.keys.cert), str(listener.keys.key))
         adapter.context = server_tls_context(listener.keys)

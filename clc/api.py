@@ -10,6 +10,7 @@ every other path is EC2.
 """
 
 import logging
+from collections import Counter
 from urllib.parse import parse_qsl
 
 from eucacore.awsapi import models
@@ -73,13 +74,7 @@ class QueryApi:
         principal = verify_request(service=self.signing_name, method=environ["REQUEST_METHOD"], raw_path=raw_path,
                                    query_string=query, headers=headers, body=body,
                                    lookup=self.cloud.identity.lookup)
-        params = dict(parse_qsl(query, keep_blank_values=True))
-        if body and "x-www-form-urlencoded" in headers.get("Content-Type", "application/x-www-form-urlencoded"):
-            try:
-                params.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-            except UnicodeDecodeError:
-                raise AWSError("InvalidParameterValue", "The request body is not UTF-8") from None
-        action, request = self.protocol.parse(params)
+        action, request = self.protocol.parse(_parameters(query, headers, body))
         handler = self.handlers.get(action)
         if handler is None:
             raise AWSError("Unsupported", f"The action {action} is not supported by this cloud yet.")
@@ -88,6 +83,21 @@ class QueryApi:
         if self.authorize is not None:
             self.authorize(ctx, action, request)
         return self.protocol.serialize(action, handler(ctx, request) or {}, request_id)
+
+
+def _parameters(query: str, headers: dict, body: bytes) -> dict:
+    """The query string's and the form body's parameters; each must be UTF-8 and given once."""
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, errors="strict")
+        if body and "x-www-form-urlencoded" in headers.get("Content-Type", "application/x-www-form-urlencoded"):
+            pairs += parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise AWSError("InvalidParameterValue", "The request's parameters are not UTF-8") from None
+    counts = Counter(name for name, _ in pairs)
+    repeated = sorted(name for name, count in counts.items() if count > 1)
+    if repeated:
+        raise AWSError("InvalidParameterValue", f"The parameter {repeated[0]} is given more than once")
+    return dict(pairs)
 
 
 class CloudApi:

@@ -11,7 +11,7 @@ import threading
 from eucacore import ids, soap
 from eucacore.periodic import run_periodically
 from clc.cloud import Cloud
-from clc.ec2.instances import record_state_usage
+from clc.ec2.instances import record_state_change
 
 log = logging.getLogger("eucalyptus.clc.poller")
 _STATE = {"Pending": "pending", "Extant": "running", "Teardown": "terminated"}
@@ -75,7 +75,7 @@ class ClusterPoller:
                 if changes:
                     db["instances"].update(row["instance_id"], changes)
                     if "state" in changes:
-                        record_state_usage(self.cloud, row, changes["state"])
+                        record_state_change(self.cloud, row, changes["state"])
         if retry_terminate:
             try:
                 self.cloud.cc(cluster).TerminateInstances(instanceIds=retry_terminate)

@@ -78,9 +78,14 @@ class Cloud:
         self.eucarc = parse_eucarc(self.cred_dir / "eucarc")
 
     def start(self) -> "Cloud":
+        """Set up, start every daemon, and wait until the CLC has seen zone-a's cluster answer
+        (it polls every second; the CC starts last)."""
         self.setup()
         for name in ORDER:
             self.start_daemon(name)
+        ec2 = self.client("ec2")
+        wait_for(lambda: [z["State"] for z in ec2.describe_availability_zones()["AvailabilityZones"]]
+                 == ["available"], timeout=30, what="zone-a available")
         return self
 
     def start_daemon(self, name: str, timeout: float = 60) -> subprocess.Popen:

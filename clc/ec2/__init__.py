@@ -1,7 +1,7 @@
 """EC2 actions, one module per resource kind; ``HANDLERS`` maps each action to its function."""
 
-from clc.ec2 import images, instances, keypairs, regions
+from clc.ec2 import addresses, images, instances, keypairs, regions, securitygroups, tags, volumes
 
 HANDLERS = {}
-for _module in (regions, keypairs, images, instances):
+for _module in (regions, keypairs, images, instances, tags, securitygroups, volumes, addresses):
     HANDLERS.update(_module.HANDLERS)

@@ -11,7 +11,9 @@ from eucacore.awsapi.errors import AWSError
 REGION = "eucalyptus"
 #: Request members that name resources, and the ARN resource type of each.
 _RESOURCE_MEMBERS = {"InstanceIds": "instance", "InstanceId": "instance", "ImageId": "image",
-                     "KeyName": "key-pair"}
+                     "KeyName": "key-pair", "GroupId": "security-group", "VolumeId": "volume",
+                     "VolumeIds": "volume", "SnapshotId": "snapshot", "SnapshotIds": "snapshot",
+                     "AllocationId": "elastic-ip"}
 VERBOSE = "verbose"
 
 

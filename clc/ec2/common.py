@@ -1,5 +1,7 @@
 """What EC2 handlers share: errors named after their AWS codes, and Describe filtering."""
 
+import functools
+import re
 from collections.abc import Callable, Iterable
 
 from eucacore.awsapi.errors import AWSError
@@ -11,28 +13,57 @@ def not_found(code: str, what: str, ident: str) -> AWSError:
 
 
 def apply_filters(items: Iterable[dict], filters: list[dict] | None,
-                  getters: dict[str, Callable[[dict], object]]) -> list[dict]:
+                  getters: dict[str, Callable]) -> list[dict]:
     """Keep the items that match every filter (any of its values; ``*`` and ``?`` wildcards).
 
-    An unknown filter name is ``InvalidParameterValue``, never silently ignored.
+    A getter returns one value or a list of them (an empty list matches nothing).  The
+    getter named ``"tag:"``, if present, answers every filter ``tag:<Key>`` and is called
+    as ``getter(item, key)``.  An unknown filter name is ``InvalidParameterValue``, never
+    silently ignored.
     """
-    import fnmatch
     filters = filters or []
-    for f in filters:
-        if f.get("Name") not in getters:
-            raise AWSError("InvalidParameterValue", f"The filter '{f.get('Name')}' is invalid")
+    chosen = [(_getter(f.get("Name"), getters), f.get("Values") or []) for f in filters]
     out = []
     for item in items:
-        ok = True
-        for f in filters:
-            value = getters[f["Name"]](item)
+        for getter, patterns in chosen:
+            value = getter(item)
             values = value if isinstance(value, (list, tuple, set)) else [value]
-            if not any(fnmatch.fnmatchcase(str(v), pattern) for v in values for pattern in f.get("Values") or []):
-                ok = False
+            if not any(_pattern(pattern).fullmatch(str(v)) for v in values for pattern in patterns):
                 break
-        if ok:
+        else:
             out.append(item)
     return out
+
+
+def _getter(name: str | None, getters: dict[str, Callable]) -> Callable[[dict], object]:
+    """The one-argument getter of the filter ``name``, or InvalidParameterValue."""
+    if name in getters and name != "tag:":
+        return getters[name]
+    if name and name.startswith("tag:") and len(name) > 4 and "tag:" in getters:
+        key, by_key = name[4:], getters["tag:"]
+        return lambda item: by_key(item, key)
+    raise AWSError("InvalidParameterValue", f"The filter '{name}' is invalid")
+
+
+@functools.lru_cache(maxsize=256)
+def _pattern(pattern: str) -> re.Pattern:
+    """A filter value as EC2 reads it: ``*`` any run, ``?`` any one character, ``\\`` escapes."""
+    out, escaped = [], False
+    for char in pattern:
+        if escaped:
+            out.append(re.escape(char))
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        else:
+            out.append(re.escape(char))
+    if escaped:
+        out.append(re.escape("\\"))
+    return re.compile("".join(out), re.DOTALL)
 
 
 def dry_run(params: dict) -> None:

@@ -8,6 +8,7 @@ from eucacore import ids
 from eucacore.awsapi.errors import AWSError
 from clc.ec2.access import sees_all_accounts
 from clc.ec2.common import apply_filters, copy_present, dry_run, not_found
+from clc.ec2.tags import delete_resource_tags, tag_getters, tag_sets
 
 log = logging.getLogger("eucalyptus.clc.images")
 _PREFIX = {"machine": "emi", "kernel": "eki", "ramdisk": "eri"}
@@ -76,12 +77,14 @@ def visible_image(ctx, image_id: str) -> dict:
     return row
 
 
-def _image(row, ctx) -> dict:
+def _image(row, ctx, tags: list[dict] = ()) -> dict:
     out = {"ImageId": row["image_id"], "ImageLocation": row["location"], "State": row["state"],
            "OwnerId": row["account_id"], "Public": bool(row["is_public"]), "Architecture": row["architecture"],
            "ImageType": row["image_type"], "Name": row["name"], "RootDeviceType": "instance-store",
            "VirtualizationType": "paravirtual" if row["kernel_id"] else "hvm", "Hypervisor": "kvm",
            "CreationDate": ids.isoformat(row["created"])}
+    if tags:
+        out["Tags"] = list(tags)
     return copy_present(out, row, {"Description": "description", "KernelId": "kernel_id", "RamdiskId": "ramdisk_id"})
 
 
@@ -113,8 +116,10 @@ def describe_images(ctx, params):
         "owner-id": lambda r: r["account_id"], "architecture": lambda r: r["architecture"],
         "image-type": lambda r: r["image_type"], "manifest-location": lambda r: r["location"],
         "is-public": lambda r: "true" if r["is_public"] else "false", "description": lambda r: r["description"],
-        "kernel-id": lambda r: r["kernel_id"], "ramdisk-id": lambda r: r["ramdisk_id"]})
-    return {"Images": [_image(r, ctx) for r in rows]}
+        "kernel-id": lambda r: r["kernel_id"], "ramdisk-id": lambda r: r["ramdisk_id"],
+        **tag_getters(ctx, [r["image_id"] for r in rows], lambda r: r["image_id"])})
+    tags = tag_sets(ctx, [r["image_id"] for r in rows])
+    return {"Images": [_image(r, ctx, tags[r["image_id"]]) for r in rows]}
 
 
 def deregister_image(ctx, params):
@@ -126,6 +131,7 @@ def deregister_image(ctx, params):
     dry_run(params)
     with ctx.cloud.store.atomic():
         ctx.cloud.store.db["images"].update(image_id, {"state": "deregistered"})
+        delete_resource_tags(ctx, [image_id])
     return {}
 
 

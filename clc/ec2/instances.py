@@ -6,6 +6,7 @@ reports (see clc.poller).
 """
 
 import base64
+import json
 import logging
 import uuid
 
@@ -15,6 +16,10 @@ from clc.ec2.access import sees_all_accounts
 from clc.ec2.common import apply_filters, copy_present, dry_run, not_found
 from clc.ec2.images import visible_image
 from clc.ec2.keypairs import public_key
+from clc.ec2.securitygroups import resolve_groups
+from clc.ec2.tags import add_tags, requested_tags, tag_getters, tag_sets
+from clc.ec2.addresses import disassociate_instance
+from clc.ec2.volumes import detach_instance_volumes
 
 log = logging.getLogger("eucalyptus.clc.instances")
 
@@ -81,6 +86,9 @@ def run_instances(ctx, params):
     if isinstance(user_data, bytes):
         user_data = user_data.decode("latin-1")
     zone = (params.get("Placement") or {}).get("AvailabilityZone")
+    tags = requested_tags(params, "instance")
+    groups = resolve_groups(ctx, params.get("SecurityGroups"), params.get("SecurityGroupIds"))
+    group_names = [g["name"] for g in groups]
     dry_run(params)
     cluster, free = _choose_zone(ctx, vm, min_count, zone)
     count = min(max_count, free)
@@ -94,7 +102,8 @@ def run_instances(ctx, params):
                      "kernel_id": image["kernel_id"], "ramdisk_id": image["ramdisk_id"], "instance_type": type_name,
                      "key_name": key_name or "", "zone": cluster["partition"], "state": "pending", "reason": "",
                      "launch_time": now, "launch_index": index, "user_data": user_data, "mac": _mac(instance_id),
-                     "private_ip": "", "public_ip": "", "node": "", "groups": "default", "updated": now})
+                     "private_ip": "", "public_ip": "", "node": "", "groups": ",".join(group_names),
+                     "updated": now})
     with ctx.cloud.store.atomic():
         per_instance = {"instances": 1, "cores": vm["cores"], "memory": vm["memory"]}
         fits = ctx.cloud.quotas.room(ctx.account_id, per_instance, len(rows))
@@ -102,6 +111,7 @@ def run_instances(ctx, params):
             ctx.cloud.quotas.check(ctx.account_id, **{k: v * min_count for k, v in per_instance.items()})
         del rows[fits:]
         ctx.cloud.store.db["instances"].insert_all(rows)
+        add_tags(ctx, [r["instance_id"] for r in rows], tags, "instance")
     request = {
         "correlationId": ctx.request_id, "userId": ctx.credentials.user_id, "reservationId": reservation_id,
         "instanceIds": [r["instance_id"] for r in rows], "uuids": [str(uuid.uuid4()) for _ in rows],
@@ -109,7 +119,7 @@ def run_instances(ctx, params):
         "instanceType": {"name": type_name, "memory": vm["memory"], "cores": vm["cores"], "disk": vm["disk"]},
         "imageId": image["image_id"], "imageURL": _image_url(ctx, image), "ownerId": ctx.account_id,
         "accountId": ctx.account_id, "keyName": key_name or "", "userData": user_data,
-        "launchIndex": 0, "platform": "linux", "groupNames": ["default"],
+        "launchIndex": 0, "platform": "linux", "groupNames": group_names,
     }
     try:
         reply = ctx.cloud.cc(cluster).RunInstances(**request)
@@ -124,9 +134,9 @@ def run_instances(ctx, params):
         for r in rows:
             r["node"] = nodes.get(r["instance_id"], "")
             ctx.cloud.store.db["instances"].update(r["instance_id"], {"node": r["node"]})
-    return {"ReservationId": reservation_id, "OwnerId": ctx.account_id,
-            "Groups": [{"GroupName": "default", "GroupId": "default"}],
-            "Instances": [_instance(r) for r in rows]}
+    refs = [{"GroupName": g["name"], "GroupId": g["group_id"]} for g in groups]
+    return {"ReservationId": reservation_id, "OwnerId": ctx.account_id, "Groups": refs,
+            "Instances": [_instance(r, tags, refs) for r in rows]}
 
 
 def _end(ctx, instance_ids: list[str], reason: str) -> None:
@@ -134,18 +144,32 @@ def _end(ctx, instance_ids: list[str], reason: str) -> None:
         for instance_id in instance_ids:
             ctx.cloud.store.db["instances"].update(instance_id, {"state": "terminated", "reason": reason,
                                                                   "updated": ids.now()})
-            ctx.cloud.usage.ended("instance", instance_id)
+            record_state_change(ctx.cloud, ctx.cloud.store.db["instances"].get(instance_id), "terminated")
 
 
-def record_state_usage(cloud, row: dict, state: str) -> None:
-    """Instance-hours: an instance counts from running until it starts shutting down (or stops)."""
+def record_state_change(cloud, row: dict, state: str) -> None:
+    """What follows an instance's change of state, in the caller's transaction: instance-hours
+    count from running until it starts shutting down (or stops); a terminated instance lets go
+    of its volumes and its elastic address, as EC2 does."""
     if state == "running":
         cloud.usage.started(row["account_id"], "instance", row["instance_id"], subtype=row["instance_type"])
     elif state in ("shutting-down", "terminated", "stopping", "stopped"):
         cloud.usage.ended("instance", row["instance_id"])
+    if state == "terminated":
+        detach_instance_volumes(cloud, row["instance_id"])
+        disassociate_instance(cloud, row["instance_id"])
 
 
-def _instance(row: dict) -> dict:
+def _group_refs(cloud, rows: list[dict]) -> dict[str, list[dict]]:
+    """Each instance's security groups as EC2 shows them (name and id), by instance id."""
+    ids_by_name = {(g["account_id"], g["name"]): g["group_id"] for g in cloud.store.db.query(
+        "SELECT account_id, name, group_id FROM security_groups WHERE account_id IN (SELECT value FROM json_each(?))",
+        [json.dumps(sorted({r["account_id"] for r in rows}))])}
+    return {r["instance_id"]: [{"GroupName": name, "GroupId": ids_by_name.get((r["account_id"], name), name)}
+                               for name in (r["groups"] or "").split(",") if name] for r in rows}
+
+
+def _instance(row: dict, tags: list[dict] = (), groups: list[dict] = ()) -> dict:
     out = {"InstanceId": row["instance_id"], "ImageId": row["image_id"],
            "State": {"Code": STATE_CODES[row["state"]], "Name": row["state"]},
            "PrivateDnsName": "", "PublicDnsName": "", "StateTransitionReason": row["reason"] or "",
@@ -154,11 +178,13 @@ def _instance(row: dict) -> dict:
                                                                           "Tenancy": "default"},
            "Monitoring": {"State": "disabled"}, "Architecture": "x86_64", "RootDeviceType": "instance-store",
            "VirtualizationType": "hvm", "Hypervisor": "kvm", "ClientToken": "",
-           "SecurityGroups": [{"GroupName": g, "GroupId": g} for g in (row["groups"] or "").split(",") if g]}
+           "SecurityGroups": list(groups)}
     copy_present(out, row, {"KeyName": "key_name", "KernelId": "kernel_id", "RamdiskId": "ramdisk_id",
                             "PrivateIpAddress": "private_ip", "PublicIpAddress": "public_ip"})
     if row["state"] == "terminated" and row["reason"]:
         out["StateReason"] = {"Code": row["reason"].split(":", 1)[0], "Message": row["reason"]}
+    if tags:
+        out["Tags"] = list(tags)
     return out
 
 
@@ -191,13 +217,16 @@ def describe_instances(ctx, params):
             if not any(r["instance_id"] == instance_id for r in rows):
                 raise not_found("InvalidInstanceID.NotFound", "instance ID", instance_id)
         rows = [r for r in rows if r["instance_id"] in wanted]
-    rows = apply_filters(rows, params.get("Filters"), _FILTERS)
+    rows = apply_filters(rows, params.get("Filters"), {
+        **_FILTERS, **tag_getters(ctx, [r["instance_id"] for r in rows], lambda r: r["instance_id"])})
+    tags = tag_sets(ctx, [r["instance_id"] for r in rows])
+    groups = _group_refs(ctx.cloud, rows)
     reservations: dict[str, dict] = {}
     for r in rows:
         res = reservations.setdefault(r["reservation_id"], {
             "ReservationId": r["reservation_id"], "OwnerId": r["account_id"],
-            "Groups": [{"GroupName": "default", "GroupId": "default"}], "Instances": []})
-        res["Instances"].append(_instance(r))
+            "Groups": groups[r["instance_id"]], "Instances": []})
+        res["Instances"].append(_instance(r, tags[r["instance_id"]], groups[r["instance_id"]]))
     return {"Reservations": list(reservations.values())}
 
 
@@ -216,7 +245,7 @@ def terminate_instances(ctx, params):
             if previous != current:
                 ctx.cloud.store.db["instances"].update(instance_id, {"state": current, "reason": "User initiated",
                                                                       "updated": ids.now()})
-                record_state_usage(ctx.cloud, row, current)
+                record_state_change(ctx.cloud, row, current)
                 by_zone.setdefault(row["zone"], []).append(instance_id)
             changes.append({"InstanceId": instance_id,
                             "CurrentState": {"Code": STATE_CODES[current], "Name": current},

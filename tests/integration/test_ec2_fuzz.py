@@ -37,7 +37,9 @@ def _scalar_of(shape, rng):
         return "2026-01-01T00:00:00Z"
     if kind == "blob":
         return "aGVsbG8="
-    if shape.enum:
+    if kind in ("float", "double"):
+        return "1.5"
+    if getattr(shape, "enum", None):
         return rng.choice(shape.enum)
     return rng.choice(["fuzz", "i-00000000", "emi-00000000", "default", "zone-a", "x" * 8])
 

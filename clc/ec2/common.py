@@ -1,6 +1,9 @@
 """What EC2 handlers share: errors named after their AWS codes, and Describe filtering."""
 
+import base64
+import binascii
 import functools
+import json
 import re
 from collections.abc import Callable, Iterable
 
@@ -78,3 +81,42 @@ def copy_present(out: dict, row: dict, fields: dict[str, str]) -> dict:
         if row.get(column):
             out[name] = row[column]
     return out
+
+
+class Page:
+    """EC2's MaxResults/NextToken paging over items sorted by a key (a str or a tuple of str).
+
+    Built from the request (before DryRun): MaxResults outside ``minimum..maximum`` is
+    InvalidParameterValue, a NextToken this cloud did not give is InvalidPaginationToken.
+    :meth:`of` then cuts the page and gives the output's NextToken if more follow.  A token
+    is the last key given, so a page stays right while items come and go.
+    """
+
+    def __init__(self, params: dict, minimum: int = 5, maximum: int = 1000):
+        self.limit = params.get("MaxResults")
+        if self.limit is not None and not minimum <= self.limit <= maximum:
+            raise AWSError("InvalidParameterValue", f"Value ( {self.limit} ) for parameter maxResults is invalid. "
+                                                    f"Expecting a value between {minimum} and {maximum}.")
+        self.after = None
+        token = params.get("NextToken")
+        if token:
+            try:
+                after = json.loads(base64.urlsafe_b64decode(token.encode()))
+            except (ValueError, binascii.Error):
+                after = None
+            if not isinstance(after, list) or not after or not all(isinstance(a, str) for a in after):
+                raise AWSError("InvalidPaginationToken", f"Invalid pagination token: {token}")
+            self.after = tuple(after)
+
+    def of(self, items: list, key: Callable[[object], str | tuple[str, ...]]) -> tuple[list, dict]:
+        """(the page of ``items``, {"NextToken": ...} or {})."""
+        def as_tuple(item):
+            value = key(item)
+            return value if isinstance(value, tuple) else (value,)
+        if self.after is not None:
+            items = [i for i in items if as_tuple(i) > self.after]
+        if self.limit is None or len(items) <= self.limit:
+            return items, {}
+        items = items[:self.limit]
+        token = json.dumps(list(as_tuple(items[-1])))
+        return items, {"NextToken": base64.urlsafe_b64encode(token.encode()).decode()}

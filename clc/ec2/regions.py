@@ -2,8 +2,6 @@
 DescribeAvailabilityZones (one zone per registered cluster), DescribeInstanceTypes and
 DescribeAccountAttributes."""
 
-import base64
-import binascii
 import ipaddress
 import logging
 
@@ -11,7 +9,7 @@ from eucacore import soap
 from eucacore.awsapi.errors import AWSError
 from clc.cloud import REGION
 from clc.ec2.access import sees_all_accounts
-from clc.ec2.common import apply_filters, dry_run
+from clc.ec2.common import Page, apply_filters, dry_run
 from clc.quotas import UNLIMITED
 
 log = logging.getLogger("eucalyptus.clc.regions")
@@ -160,29 +158,11 @@ _TYPE_FILTERS = {
 }
 
 
-def _page_token(name: str) -> str:
-    return base64.urlsafe_b64encode(name.encode()).decode()
-
-
-def _page_start(types: list[dict], token: str) -> int:
-    """Where the page a NextToken names starts, or InvalidPaginationToken."""
-    try:
-        name = base64.urlsafe_b64decode(token.encode()).decode()
-    except (ValueError, binascii.Error):
-        name = None
-    for index, t in enumerate(types):
-        if t["InstanceType"] == name:
-            return index
-    raise AWSError("InvalidPaginationToken", f"Invalid pagination token: {token}")
-
-
 def describe_instance_types(ctx, params):
     """The cloud's instance types at their current sizes (``cloud.vmtypes.*`` properties), in AWS's shape."""
-    limit = params.get("MaxResults")
-    if limit is not None and not TYPES_PAGE_MIN <= limit <= TYPES_PAGE_MAX:
-        raise AWSError("InvalidParameterValue", f"Value ( {limit} ) for parameter maxResults is invalid. "
-                                                f"Expecting a value between {TYPES_PAGE_MIN} and {TYPES_PAGE_MAX}.")
+    page = Page(params, TYPES_PAGE_MIN, TYPES_PAGE_MAX)
     types = [_instance_type(vm) for vm in ctx.cloud.instance_types().values()]
+    position = {t["InstanceType"]: f"{i:04d}" for i, t in enumerate(types)}  # the page key: list order
     wanted = params.get("InstanceTypes") or []
     unknown = [name for name in wanted if not any(t["InstanceType"] == name for t in types)]
     if unknown:
@@ -191,13 +171,9 @@ def describe_instance_types(ctx, params):
     if wanted:
         types = [t for t in types if t["InstanceType"] in wanted]
     types = apply_filters(types, params.get("Filters"), _TYPE_FILTERS)
-    start = _page_start(types, params["NextToken"]) if params.get("NextToken") else 0
     dry_run(params)
-    out = {}
-    end = len(types) if limit is None else start + limit
-    if end < len(types):
-        out["NextToken"] = _page_token(types[end]["InstanceType"])
-    out["InstanceTypes"] = types[start:end]
+    types, out = page.of(types, lambda t: position[t["InstanceType"]])
+    out["InstanceTypes"] = types
     return out
 
 

@@ -11,8 +11,6 @@ For the other modules: RunInstances finds its groups with :func:`resolve_groups`
 cluster controllers get the rules to enforce from :func:`rules_of`.
 """
 
-import base64
-import binascii
 import ipaddress
 import re
 import sqlite3
@@ -21,7 +19,7 @@ from eucacore import ids, policy
 from eucacore.awsapi.errors import AWSError
 from clc.ec2 import tags
 from clc.ec2.access import REGION, sees_all_accounts
-from clc.ec2.common import apply_filters, dry_run, not_found
+from clc.ec2.common import Page, apply_filters, dry_run, not_found
 
 DEFAULT = "default"
 MAX_LENGTH = 255
@@ -382,24 +380,6 @@ def _rule_getters(direction: str, prefix: str) -> dict:
     }
 
 
-def _page(params: dict) -> tuple[int | None, str | None]:
-    """(MaxResults, the group id a NextToken continues after), validated."""
-    limit = params.get("MaxResults")
-    if limit is not None and not PAGE_MIN <= limit <= PAGE_MAX:
-        raise _invalid(f"Value ( {limit} ) for parameter maxResults is invalid. "
-                       f"Expecting a value between {PAGE_MIN} and {PAGE_MAX}.")
-    token = params.get("NextToken")
-    if not token:
-        return limit, None
-    try:
-        after = base64.urlsafe_b64decode(token.encode()).decode()
-    except (ValueError, binascii.Error):
-        after = ""
-    if not _GROUP_ID.fullmatch(after):
-        raise AWSError("InvalidPaginationToken", f"Invalid pagination token: {token}")
-    return limit, after
-
-
 def describe_security_groups(ctx, params):
     """The caller's groups (every account's in the cloud admin's verbose view) named by
     GroupNames/GroupIds, filtered, a page at a time."""
@@ -408,7 +388,7 @@ def describe_security_groups(ctx, params):
     by_ids, group_ids = sees_all_accounts(ctx, params.get("GroupIds"), filters)
     for group_id in group_ids:
         _check_group_id(group_id)
-    limit, after = _page(params)
+    page = Page(params, PAGE_MIN, PAGE_MAX)
     dry_run(params)
     ensure_default_group(ctx.cloud, ctx.account_id)
     table = ctx.cloud.store.db["security_groups"]
@@ -437,12 +417,7 @@ def describe_security_groups(ctx, params):
                **_rule_getters("egress", "egress.ip-permission."),
                **tags.tag_getters(ctx, [r["group_id"] for r in rows], lambda v: v["group"]["group_id"])}
     views = apply_filters(views, filters, getters)
-    out = {}
-    if after:
-        views = [v for v in views if v["group"]["group_id"] > after]
-    if limit is not None and len(views) > limit:
-        views = views[:limit]
-        out["NextToken"] = base64.urlsafe_b64encode(views[-1]["group"]["group_id"].encode()).decode()
+    views, out = page.of(views, lambda v: v["group"]["group_id"])
     tag_sets = tags.tag_sets(ctx, [v["group"]["group_id"] for v in views])
     out["SecurityGroups"] = [_group_out(v, tag_sets) for v in views]
     return out

@@ -6,15 +6,12 @@ A tag belongs to its resource's account and only that account sees it, as in AWS
 another account's public image shows none of its owner's tags.
 """
 
-import base64
-import binascii
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from eucacore import ids
 from eucacore.awsapi.errors import AWSError
-from clc.ec2.common import apply_filters, dry_run, not_found
+from clc.ec2.common import Page, apply_filters, dry_run, not_found
 
 MAX_TAGS = 50
 MAX_KEY, MAX_VALUE = 128, 256
@@ -250,38 +247,14 @@ _FILTERS = {"key": lambda r: r["key"], "value": lambda r: r["value"], "resource-
             "tag:": lambda r, key: [r["value"]] if r["key"] == key else []}
 
 
-def _token(row: dict) -> str:
-    return base64.urlsafe_b64encode(json.dumps([row["resource_id"], row["key"]]).encode()).decode()
-
-
-def _after(token: str) -> tuple[str, str]:
-    """The (resource id, key) a NextToken continues after, or InvalidPaginationToken."""
-    try:
-        resource_id, key = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if isinstance(resource_id, str) and isinstance(key, str):
-            return resource_id, key
-    except (ValueError, TypeError, binascii.Error):
-        pass
-    raise AWSError("InvalidPaginationToken", f"Invalid pagination token: {token}")
-
-
 def describe_tags(ctx, params):
     """The caller's account's tags by resource id and key, filtered, a page at a time."""
-    limit = params.get("MaxResults")
-    if limit is not None and not PAGE_MIN <= limit <= PAGE_MAX:
-        raise AWSError("InvalidParameterValue", f"Value ( {limit} ) for parameter maxResults is invalid. "
-                                                f"Expecting a value between {PAGE_MIN} and {PAGE_MAX}.")
-    after = _after(params["NextToken"]) if params.get("NextToken") else None
+    page = Page(params, PAGE_MIN, PAGE_MAX)
     dry_run(params)
-    where, args = "account_id = ?", [ctx.account_id]
-    if after:
-        where, args = where + " AND (resource_id > ? OR (resource_id = ? AND key > ?))", [*args, after[0], *after]
-    rows = list(ctx.cloud.store.db["tags"].rows_where(where, args, order_by="resource_id, key"))
+    rows = list(ctx.cloud.store.db["tags"].rows_where("account_id = ?", [ctx.account_id],
+                                                       order_by="resource_id, key"))
     rows = apply_filters(rows, params.get("Filters"), _FILTERS)
-    out = {}
-    if limit is not None and len(rows) > limit:
-        rows = rows[:limit]
-        out["NextToken"] = _token(rows[-1])
+    rows, out = page.of(rows, lambda r: (r["resource_id"], r["key"]))
     out["Tags"] = [{"ResourceId": r["resource_id"], "ResourceType": r["resource_type"], "Key": r["key"],
                     "Value": r["value"]} for r in rows]
     return out

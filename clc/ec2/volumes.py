@@ -7,15 +7,13 @@ snapshots are records only for now: the NC attaches volumes and the SC copies
 snapshots to Walrus with the storage issue.
 """
 
-import base64
-import binascii
 import logging
 import re
 
 from eucacore import ids, soap
 from eucacore.awsapi.errors import AWSError
 from clc.ec2.access import sees_all_accounts
-from clc.ec2.common import apply_filters, dry_run, not_found
+from clc.ec2.common import Page, apply_filters, dry_run, not_found
 from clc.ec2.tags import add_tags, delete_resource_tags, requested_tags, tag_getters, tag_sets
 
 log = logging.getLogger("eucalyptus.clc.volumes")
@@ -47,35 +45,12 @@ def _fault_code(error: Exception) -> str:
     return (getattr(error, "code", None) or "") if isinstance(error, soap.Fault) else ""
 
 
-# -- paging -----------------------------------------------------------------------------------------
-
-def _page_request(params: dict, ids_member: str) -> tuple[int | None, str | None]:
-    """(MaxResults, the id NextToken continues after) of a Describe, validated (before DryRun)."""
-    limit, token = params.get("MaxResults"), params.get("NextToken")
-    if limit is not None and params.get(ids_member):
+def _page(params: dict, ids_member: str, maximum: int) -> Page:
+    """The Describe's paging, validated (before DryRun): ids and MaxResults don't mix, as in EC2."""
+    if params.get("MaxResults") is not None and params.get(ids_member):
         raise AWSError("InvalidParameterCombination",
                        f"The parameter {ids_member} cannot be used with the parameter maxResults")
-    if limit is not None and limit < PAGE_MIN:
-        raise AWSError("InvalidParameterValue", f"Value ( {limit} ) for parameter maxResults is invalid. "
-                                                f"Expecting a value greater than {PAGE_MIN - 1}.")
-    if not token:
-        return limit, None
-    try:
-        return limit, base64.urlsafe_b64decode(token.encode()).decode()
-    except (ValueError, binascii.Error):
-        raise AWSError("InvalidPaginationToken", f"Invalid pagination token: {token}") from None
-
-
-def _page(rows: list[dict], id_column: str, limit: int | None, after: str | None,
-          most: int) -> tuple[list[dict], dict]:
-    """The page of ``rows`` (sorted by ``id_column``) after ``after``, at most ``limit`` (and never
-    more than ``most``) long, and the output's NextToken if more follow."""
-    if after is not None:
-        rows = [r for r in rows if r[id_column] > after]
-    if limit is None or len(rows) <= limit:
-        return rows, {}
-    rows = rows[:min(limit, most)]
-    return rows, {"NextToken": base64.urlsafe_b64encode(rows[-1][id_column].encode()).decode()}
+    return Page(params, PAGE_MIN, maximum)
 
 
 # -- volumes: records -------------------------------------------------------------------------------
@@ -267,13 +242,13 @@ _VOLUME_FILTERS = {
 
 
 def describe_volumes(ctx, params):
-    limit, after = _page_request(params, "VolumeIds")
+    page = _page(params, "VolumeIds", 500)
     rows = _described_volumes(ctx, params)
     dry_run(params)
     volume_ids = [r["volume_id"] for r in rows]
     getters = {**_VOLUME_FILTERS, **tag_getters(ctx, volume_ids, lambda r: r["volume_id"])}
     rows = apply_filters(rows, params.get("Filters"), getters)
-    rows, out = _page(rows, "volume_id", limit, after, 500)
+    rows, out = page.of(rows, lambda r: r["volume_id"])
     tags = tag_sets(ctx, [r["volume_id"] for r in rows])
     out["Volumes"] = [_volume(r, tags[r["volume_id"]]) for r in rows]
     return out
@@ -300,11 +275,11 @@ _STATUS_FILTERS = {
 
 
 def describe_volume_status(ctx, params):
-    limit, after = _page_request(params, "VolumeIds")
+    page = _page(params, "VolumeIds", 1000)
     rows = _described_volumes(ctx, params)
     dry_run(params)
     rows = apply_filters(rows, params.get("Filters"), _STATUS_FILTERS)
-    rows, out = _page(rows, "volume_id", limit, after, 1000)
+    rows, out = page.of(rows, lambda r: r["volume_id"])
     statuses = []
     for r in rows:
         status, io_enabled = _status(r)
@@ -506,7 +481,7 @@ _SNAPSHOT_FILTERS = {
 
 def describe_snapshots(ctx, params):
     """The caller's snapshots and those shared with it, narrowed by ids, owners, restorers and filters."""
-    limit, after = _page_request(params, "SnapshotIds")
+    page = _page(params, "SnapshotIds", 1000)
     every_account, wanted = sees_all_accounts(ctx, params.get("SnapshotIds"), params.get("Filters"))
     owners = {ctx.account_id if o == "self" else o for o in params.get("OwnerIds") or []}
     every_account |= ctx.credentials.is_cloud_admin and bool(owners - {ctx.account_id, "amazon"})
@@ -527,7 +502,7 @@ def describe_snapshots(ctx, params):
     snapshot_ids = [r["snapshot_id"] for r in rows]
     getters = {**_SNAPSHOT_FILTERS, **tag_getters(ctx, snapshot_ids, lambda r: r["snapshot_id"])}
     rows = apply_filters(rows, params.get("Filters"), getters)
-    rows, out = _page(rows, "snapshot_id", limit, after, 1000)
+    rows, out = page.of(rows, lambda r: r["snapshot_id"])
     tags = tag_sets(ctx, [r["snapshot_id"] for r in rows])
     out["Snapshots"] = [_snapshot(r, tags[r["snapshot_id"]]) for r in rows]
     return out

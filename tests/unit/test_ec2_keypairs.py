@@ -11,21 +11,17 @@ import hashlib
 import shutil
 import subprocess
 
-import botocore.parsers
-import botocore.serialize
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from clc.cloud import Cloud, RequestContext
+from clc.cloud import Cloud
 from clc.ec2 import HANDLERS, instances, keypairs
-from eucacore.awsapi.ec2 import Ec2Protocol
 from eucacore.awsapi.errors import AWSError
 from eucacore.config import default_config
-from eucacore.principal import Principal
+from tests.unit.ec2wire import call, code, context
 
 ALICE, BOB, ADMIN = "111111111111", "222222222222", "000000000001"
-PROTOCOL = Ec2Protocol()
 needs_ssh_keygen = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen is not installed")
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
 
@@ -35,12 +31,6 @@ def cloud(tmp_path):
     cloud = Cloud(default_config(EUCALYPTUS=str(tmp_path)))
     yield cloud
     cloud.store.close()
-
-
-def context(cloud, account_id, cloud_admin=False):
-    principal = Principal(access_key="AKI", secret_key="s", account_id=account_id, user_id=f"u-{account_id}",
-                          is_account_admin=True, is_cloud_admin=cloud_admin)
-    return RequestContext(cloud, principal, "req-1")
 
 
 @pytest.fixture
@@ -56,25 +46,6 @@ def bob(cloud):
 @pytest.fixture
 def admin(cloud):
     return context(cloud, ADMIN, cloud_admin=True)
-
-
-def call(ctx, operation, **params):
-    """``operation`` as boto3 would send it and read the answer; AWSError as the handler raised it."""
-    serializer = botocore.serialize.create_serializer("ec2", include_validation=False)
-    operation_model = PROTOCOL.service_model.operation_model(operation)
-    body = serializer.serialize_to_request(params, operation_model)["body"]
-    action, request = PROTOCOL.parse({k: str(v) for k, v in body.items()})
-    xml = PROTOCOL.serialize(action, HANDLERS[action](ctx, request), "req-1")
-    parsed = botocore.parsers.create_parser("ec2").parse(
-        {"body": xml, "headers": {}, "status_code": 200}, operation_model.output_shape)
-    parsed.pop("ResponseMetadata", None)
-    return parsed
-
-
-def code(ctx, operation, **params) -> str:
-    with pytest.raises(AWSError) as info:
-        call(ctx, operation, **params)
-    return info.value.code
 
 
 def names(ctx, **params) -> list[str]:

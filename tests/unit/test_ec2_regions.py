@@ -4,21 +4,17 @@ types, account attributes."""
 
 from types import SimpleNamespace
 
-import botocore.parsers
-import botocore.serialize
 import pytest
 
-from clc.cloud import Cloud, RequestContext
+from clc.cloud import Cloud
 from clc.ec2 import HANDLERS, regions
 from eucacore import ids, soap
-from eucacore.awsapi.ec2 import Ec2Protocol
 from eucacore.awsapi.errors import AWSError
 from eucacore.config import default_config
-from eucacore.principal import Principal
 from euca2ools import output
+from tests.unit.ec2wire import call, code, context
 
 ALICE, ADMIN = "111111111111", "000000000001"
-PROTOCOL = Ec2Protocol()
 
 
 class FakeCluster:
@@ -57,12 +53,6 @@ def add_cluster(cloud, zone, fake, state="ENABLED", port=8774):
     return fake
 
 
-def context(cloud, account_id, cloud_admin=False):
-    principal = Principal(access_key="AKI", secret_key="s", account_id=account_id, user_id=f"u-{account_id}",
-                          is_account_admin=True, is_cloud_admin=cloud_admin)
-    return RequestContext(cloud, principal, "req-1")
-
-
 @pytest.fixture
 def alice(cloud):
     return context(cloud, ALICE)
@@ -73,25 +63,6 @@ def admin(cloud):
     with cloud.store.atomic() as db:  # the cloud admin's account has no quotas
         db["accounts"].insert({"account_id": ADMIN, "name": "eucalyptus", "created": ids.now()})
     return context(cloud, ADMIN, cloud_admin=True)
-
-
-def call(ctx, operation, **params):
-    """``operation`` as boto3 would send it and read the answer; AWSError as the handler raised it."""
-    serializer = botocore.serialize.create_serializer("ec2", include_validation=False)
-    operation_model = PROTOCOL.service_model.operation_model(operation)
-    body = serializer.serialize_to_request(params, operation_model)["body"]
-    action, request = PROTOCOL.parse({k: str(v) for k, v in body.items()})
-    xml = PROTOCOL.serialize(action, HANDLERS[action](ctx, request), "req-1")
-    parsed = botocore.parsers.create_parser("ec2").parse(
-        {"body": xml, "headers": {}, "status_code": 200}, operation_model.output_shape)
-    parsed.pop("ResponseMetadata", None)
-    return parsed
-
-
-def code(ctx, operation, **params) -> str:
-    with pytest.raises(AWSError) as info:
-        call(ctx, operation, **params)
-    return info.value.code
 
 
 # -- availability zones ------------------------------------------------------------------------------

@@ -3,13 +3,13 @@ other modules use, tag filters of apply_filters, and tags in DescribeImages/Desc
 
 import pytest
 
-from clc.cloud import Cloud, RequestContext
+from clc.cloud import Cloud
 from clc.ec2 import HANDLERS, images, instances, tags
 from clc.ec2.common import apply_filters
 from eucacore import ids
 from eucacore.awsapi.errors import AWSError
 from eucacore.config import default_config
-from eucacore.principal import Principal
+from tests.unit.ec2wire import context
 
 ALICE, BOB = "111111111111", "222222222222"
 
@@ -19,12 +19,6 @@ def cloud(tmp_path):
     cloud = Cloud(default_config(EUCALYPTUS=str(tmp_path)))
     yield cloud
     cloud.store.close()
-
-
-def context(cloud, account_id):
-    principal = Principal(access_key="AKI", secret_key="s", account_id=account_id, user_id=f"u-{account_id}",
-                          is_account_admin=True)
-    return RequestContext(cloud, principal, "req-1")
 
 
 @pytest.fixture

@@ -12,47 +12,21 @@ import zeep
 import zeep.transports
 from requests.structures import CaseInsensitiveDict
 
-from clc.cloud import Cloud, RequestContext
-from clc.ec2 import HANDLERS, volumes
+from clc.cloud import Cloud
+from clc.ec2 import volumes
 from eucacore import ids, soap
 from eucacore.awsapi.ec2 import Ec2Protocol
 from eucacore.awsapi.errors import AWSError
 from eucacore.config import default_config
-from eucacore.principal import Principal
 from sc.service import application as sc_application
 from sc.volumes import StorageController
+from tests.unit.ec2wire import Ec2  # noqa: F401 (test_ec2_addresses imports it from here)
 
 ALICE, BOB, ADMIN = "111111111111", "222222222222", "999999999999"
 ZONE, OTHER_ZONE, NO_SC_ZONE = "zone-a", "zone-b", "zone-c"
 PROTOCOL = Ec2Protocol()
 SERIALIZER = botocore.serialize.create_serializer("ec2", include_validation=True)
 PARSER = botocore.parsers.create_parser("ec2")
-
-
-class Ec2:
-    """One principal's EC2 in-process, through the wire layer both ways: botocore's serializer
-    into our parser, the handler, our serializer into botocore's parser (what boto3 sees)."""
-
-    def __init__(self, cloud, account_id, cloud_admin=False):
-        principal = Principal(access_key="AKI", secret_key="s", account_id=account_id, user_id=f"u-{account_id}",
-                              is_account_admin=True, is_cloud_admin=cloud_admin)
-        self.ctx = RequestContext(cloud, principal, "req-1")
-        self.account_id = account_id
-
-    def __call__(self, action, **params):
-        operation = PROTOCOL.service_model.operation_model(action)
-        body = SERIALIZER.serialize_to_request(params, operation)["body"]
-        parsed_action, request = PROTOCOL.parse({name: str(value) for name, value in body.items()})
-        xml = PROTOCOL.serialize(parsed_action, HANDLERS[parsed_action](self.ctx, request) or {}, "req-1")
-        out = PARSER.parse({"body": xml, "headers": {}, "status_code": 200}, operation.output_shape)
-        out.pop("ResponseMetadata", None)
-        return out
-
-    def error(self, action, **params) -> str:
-        """The AWS error code of a call that must fail."""
-        with pytest.raises(AWSError) as e:
-            self(action, **params)
-        return e.value.code
 
 
 class InProcessTransport(zeep.transports.Transport):

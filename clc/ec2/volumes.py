@@ -62,13 +62,18 @@ def _live_volumes(ctx, every_account: bool = False) -> list[dict]:
     return list(ctx.cloud.store.db["volumes"].rows_where(where, args, order_by="volume_id"))
 
 
+def _own(ctx, table: str, id_column: str, ident: str, code: str, what: str) -> dict:
+    """The caller's own row ``ident`` of ``table`` (not deleted), else ``code`` (NotFound)."""
+    rows = list(ctx.cloud.store.db[table].rows_where(
+        f"{id_column} = ? AND account_id = ? AND state != 'deleted'", [ident, ctx.account_id]))
+    if not rows:
+        raise not_found(code, what, ident)
+    return rows[0]
+
+
 def own_volume(ctx, volume_id: str) -> dict:
     """The caller's volume ``volume_id`` (not deleted), else InvalidVolume.NotFound."""
-    rows = list(ctx.cloud.store.db["volumes"].rows_where(
-        "volume_id = ? AND account_id = ? AND state != 'deleted'", [volume_id, ctx.account_id]))
-    if not rows:
-        raise not_found("InvalidVolume.NotFound", "volume", volume_id)
-    return rows[0]
+    return _own(ctx, "volumes", "volume_id", volume_id, "InvalidVolume.NotFound", "volume")
 
 
 def _attachment(row: dict) -> dict:
@@ -389,11 +394,7 @@ def visible_snapshot(ctx, snapshot_id: str) -> dict:
 
 def own_snapshot(ctx, snapshot_id: str) -> dict:
     """The caller's own snapshot, else InvalidSnapshot.NotFound (shared ones are not the caller's)."""
-    rows = list(ctx.cloud.store.db["snapshots"].rows_where(
-        "snapshot_id = ? AND account_id = ? AND state != 'deleted'", [snapshot_id, ctx.account_id]))
-    if not rows:
-        raise not_found("InvalidSnapshot.NotFound", "snapshot", snapshot_id)
-    return rows[0]
+    return _own(ctx, "snapshots", "snapshot_id", snapshot_id, "InvalidSnapshot.NotFound", "snapshot")
 
 
 def _grantees(ctx, snapshot_ids: list[str]) -> dict[str, set[str]]:

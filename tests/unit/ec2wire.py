@@ -54,3 +54,26 @@ class Ec2:
 
     def error(self, action: str, **params) -> str:
         return code(self.ctx, action, **params)
+
+
+ALICE, BOB = "111111111111", "222222222222"
+
+
+@pytest.fixture
+def cloud(tmp_path):
+    """A CLC's Cloud over a fresh state directory (no daemons)."""
+    from clc.cloud import Cloud
+    from eucacore.config import default_config
+    cloud = Cloud(default_config(EUCALYPTUS=str(tmp_path)))
+    yield cloud
+    cloud.store.close()
+
+
+@pytest.fixture
+def alice(cloud):
+    return context(cloud, ALICE)
+
+
+@pytest.fixture
+def bob(cloud):
+    return context(cloud, BOB)

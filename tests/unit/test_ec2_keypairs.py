@@ -15,32 +15,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from clc.cloud import Cloud
 from clc.ec2 import HANDLERS, instances, keypairs
 from eucacore.awsapi.errors import AWSError
-from eucacore.config import default_config
-from tests.unit.ec2wire import call, code, context
+from tests.unit.ec2wire import ALICE, BOB, call, code, context
 
-ALICE, BOB, ADMIN = "111111111111", "222222222222", "000000000001"
+ADMIN = "000000000001"
 needs_ssh_keygen = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen is not installed")
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
 
 
-@pytest.fixture
-def cloud(tmp_path):
-    cloud = Cloud(default_config(EUCALYPTUS=str(tmp_path)))
-    yield cloud
-    cloud.store.close()
-
-
-@pytest.fixture
-def alice(cloud):
-    return context(cloud, ALICE)
-
-
-@pytest.fixture
-def bob(cloud):
-    return context(cloud, BOB)
 
 
 @pytest.fixture

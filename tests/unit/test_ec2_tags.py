@@ -3,32 +3,14 @@ other modules use, tag filters of apply_filters, and tags in DescribeImages/Desc
 
 import pytest
 
-from clc.cloud import Cloud
 from clc.ec2 import HANDLERS, images, instances, tags
 from clc.ec2.common import apply_filters
 from eucacore import ids
 from eucacore.awsapi.errors import AWSError
-from eucacore.config import default_config
-from tests.unit.ec2wire import context
-
-ALICE, BOB = "111111111111", "222222222222"
+from tests.unit.ec2wire import ALICE, BOB
 
 
-@pytest.fixture
-def cloud(tmp_path):
-    cloud = Cloud(default_config(EUCALYPTUS=str(tmp_path)))
-    yield cloud
-    cloud.store.close()
 
-
-@pytest.fixture
-def alice(cloud):
-    return context(cloud, ALICE)
-
-
-@pytest.fixture
-def bob(cloud):
-    return context(cloud, BOB)
 
 
 def seed(cloud, account_id, suffix):

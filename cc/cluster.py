@@ -2,6 +2,11 @@
 
 The CC answers the CLC from its cache, which a poller refreshes from every node
 each NC_POLLING_FREQUENCY seconds; instances unseen for INSTANCE_TIMEOUT are dropped.
+Instance records carry their node's ``stateName`` as it is (Pending, Extant,
+Stopping, Stopped, Teardown: see nc.node), so stopped instances are reported as
+such. Reboot, stop, start and console output go to the node that runs the instance,
+and the cache takes the new state at once; a poll that read a node before such a
+change does not overwrite it with what it read.
 """
 
 import json
@@ -32,6 +37,18 @@ class NoCapacity(Exception):
 
 class UnknownInstance(Exception):
     """The cluster has no instance of that id."""
+
+
+class NodeRefused(Exception):
+    """A node refused an operation: ``code`` is its fault's code (e.g. IncorrectInstanceState)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class NodeUnreachable(Exception):
+    """The node that runs the instance does not answer."""
 
 
 class ClusterController:
@@ -85,6 +102,7 @@ class ClusterController:
             ids.current_request_id.reset(token)
 
     def _poll_node(self, name: str) -> None:
+        asked = ids.now()
         try:
             nc = self.nc(name)
             res = soap_to_dict(nc.ncDescribeResource(resourceType="instance"))
@@ -98,7 +116,10 @@ class ClusterController:
         with self.store.atomic():
             self.store.db["nodes"].upsert({"name": name, "status": "enabled", "resources": json.dumps(res),
                                            "last_seen": now}, pk="name")
+            changed = {r["instance_id"] for r in self.store.db["instances"].rows_where("last_seen > ?", [asked])}
             for record in reported:
+                if record["instanceId"] in changed:
+                    continue  # an operation changed it after this poll asked: what we read is older
                 record["serviceTag"] = name
                 self.store.db["instances"].upsert({"instance_id": record["instanceId"], "node": name,
                                                    "record": json.dumps(record), "state": record["stateName"],
@@ -185,6 +206,70 @@ class ClusterController:
             results.append(True)
         return results
 
+    def _located(self, instance_id: str) -> tuple[str, dict]:
+        """(node, cached record) of the instance, or UnknownInstance."""
+        rows = list(self.store.db["instances"].rows_where("instance_id = ?", [instance_id]))
+        if not rows:
+            raise UnknownInstance(instance_id)
+        return rows[0]["node"], json.loads(rows[0]["record"])
+
+    def _on_node(self, node: str, operation: str, **request):
+        """``operation`` of the node's NC; its faults as NodeRefused, silence as NodeUnreachable."""
+        try:
+            return getattr(self.nc(node), operation)(**request)
+        except soap.Fault as e:
+            raise NodeRefused(fault_code(e), e.message or str(e)) from None
+        except soap.TransportError as e:
+            raise NodeUnreachable(f"node {node} does not answer: {e}") from None
+
+    def reboot_instances(self, instance_ids: list[str]) -> None:
+        """Ask each instance's node to reboot it; unknown and refused ones are logged and skipped,
+        as the original did (EC2's RebootInstances answers true regardless)."""
+        for instance_id in instance_ids:
+            try:
+                node, _ = self._located(instance_id)
+                self._on_node(node, "ncRebootInstance", instanceId=instance_id)
+            except (UnknownInstance, NodeRefused, NodeUnreachable) as e:
+                log.warning("reboot %s: %s", instance_id, e)
+
+    def stop_instance(self, instance_id: str, force: bool = False) -> None:
+        """Ask the instance's node to stop it; the cache says Stopping (unless it was Stopped)."""
+        node, record = self._located(instance_id)
+        self._on_node(node, "ncStopInstance", instanceId=instance_id, force=force)
+        if record.get("stateName") != "Stopped":
+            record["stateName"] = "Stopping"
+            self._remember(node, record)
+
+    def start_instance(self, instance_id: str, instance_type: dict | None = None) -> None:
+        """Start a stopped instance again on its node (its disk is there) if the node has room
+        for it, of ``instance_type``'s size when it was resized while stopped; the cache says
+        Pending. NoCapacity if the node is full."""
+        node, record = self._located(instance_id)
+        request = {"instanceId": instance_id}
+        if instance_type:
+            request["instanceType"] = instance_type
+        if record.get("stateName") in ("Pending", "Extant"):
+            self._on_node(node, "ncStartInstance", **request)  # nothing to do but to ask
+            return
+        vm = instance_type or record.get("instanceType") or {}
+        memory, cores = int(vm.get("memory") or 0), int(vm.get("cores") or 0)
+        with self._place_lock:
+            free = next((c for c in self.capacities() if c.name == node), None)  # None: node not polled up
+            if free is not None and (free.memory_free < memory or free.cores_free < cores):
+                raise NoCapacity(f"node {node} has no room to start {instance_id} ({vm.get('name')})")
+            self._on_node(node, "ncStartInstance", **request)
+            self._debit(node, memory, cores, 0)  # its disk never left the node
+        record["stateName"] = "Pending"
+        record.pop("statusMessage", None)  # why it stopped no longer holds
+        if instance_type:
+            record["instanceType"] = {**(record.get("instanceType") or {}), **instance_type}
+        self._remember(node, record)
+
+    def console_output(self, instance_id: str) -> str:
+        """The instance's console output as its node gives it: base64 of the log's tail."""
+        node, _ = self._located(instance_id)
+        return self._on_node(node, "ncGetConsoleOutput", instanceId=instance_id).consoleOutput or ""
+
     def resources(self, vm_types: list[dict]) -> list[dict]:
         """For each instance type: how many fit in the cluster at most, and how many fit now."""
         nodes = [n for n in self.nodes() if n["status"] == "enabled"]
@@ -200,6 +285,15 @@ class ClusterController:
             out.append({"instanceType": vm, "maxInstances": sum(fit(n["resources"], "Max") for n in nodes),
                         "availableInstances": sum(fit(n["resources"], "Available") for n in nodes)})
         return out
+
+
+def fault_code(fault) -> str:
+    """A SOAP fault's code without its namespace prefix and Client./Server. part."""
+    code = (fault.code or "").rsplit(":", 1)[-1]
+    for side in ("Client.", "Server."):
+        if code.startswith(side):
+            return code[len(side):]
+    return code or "InternalError"
 
 
 def soap_to_dict(obj):

@@ -1,10 +1,15 @@
-"""The CC's SOAP face: RunInstances, DescribeInstances, DescribeResources, TerminateInstances."""
+"""The CC's SOAP face: RunInstances, DescribeInstances, DescribeResources, TerminateInstances,
+RebootInstances, StopInstance, StartInstance, GetConsoleOutput.
+
+The last four go to the node that runs the instance (its faults come back as the CC's).
+StopInstance's ``force`` and StartInstance's ``instanceType`` are ours, as on the NC.
+"""
 
 from spyne import Boolean, ComplexModel, Integer, ServiceBase, Unicode, rpc
 
-from cc.cluster import ClusterController, NoCapacity
+from cc.cluster import ClusterController, NoCapacity, NodeRefused, NodeUnreachable, UnknownInstance
 from eucacore.messages import (BASE_FIELDS, reply, RUN_INSTANCE_FIELDS, Message, TNS, from_dict, instanceType, many,
-                               to_dict, virtualMachineType)
+                               required, to_dict, virtualMachineType)
 from eucacore.soap import EucaFault, make_application
 
 
@@ -52,6 +57,52 @@ class TerminateInstancesResponseType(Message):
     _type_info = BASE_FIELDS + [("isTerminated", many(Boolean))]
 
 
+class RebootInstancesType(Message):
+    _type_info = BASE_FIELDS + [("instanceIds", many(Unicode))]
+
+
+class RebootInstancesResponseType(Message):
+    _type_info = list(BASE_FIELDS)
+
+
+class StopInstanceType(Message):
+    _type_info = BASE_FIELDS + [("instanceId", required(Unicode)), ("force", Boolean)]
+
+
+class StopInstanceResponseType(Message):
+    _type_info = list(BASE_FIELDS)
+
+
+class StartInstanceType(Message):
+    _type_info = BASE_FIELDS + [("instanceId", required(Unicode)), ("instanceType", virtualMachineType)]
+
+
+class StartInstanceResponseType(Message):
+    _type_info = list(BASE_FIELDS)
+
+
+class GetConsoleOutputType(Message):
+    _type_info = BASE_FIELDS + [("instanceId", required(Unicode))]
+
+
+class GetConsoleOutputResponseType(Message):
+    _type_info = BASE_FIELDS + [("instanceId", Unicode), ("consoleOutput", Unicode)]
+
+
+def _on_instance(operation, instance_id: str, *args):
+    """``operation(instance_id, ...)`` of the cluster, its refusals as faults the CLC reads."""
+    try:
+        return operation(instance_id, *args)
+    except UnknownInstance:
+        raise EucaFault("InvalidInstanceID.NotFound", f"instance {instance_id} is not in this cluster")
+    except NoCapacity as e:
+        raise EucaFault("InsufficientInstanceCapacity", str(e))
+    except NodeRefused as e:
+        raise EucaFault(e.code, e.message)
+    except NodeUnreachable as e:
+        raise EucaFault("Unavailable", str(e), client=False)
+
+
 
 def application(cluster: ClusterController | None = None):
     """The CC's spyne application, serving ``cluster``."""
@@ -95,5 +146,29 @@ def application(cluster: ClusterController | None = None):
         def TerminateInstances(ctx, req):
             return reply(TerminateInstancesResponseType, req,
                           isTerminated=cluster.terminate_instances(req.instanceIds or [], bool(req.force)))
+
+        @rpc(RebootInstancesType, _returns=RebootInstancesResponseType, _body_style="bare",
+             _in_message_name="RebootInstances", _out_message_name="RebootInstancesResponse")
+        def RebootInstances(ctx, req):
+            cluster.reboot_instances(req.instanceIds or [])
+            return reply(RebootInstancesResponseType, req)
+
+        @rpc(StopInstanceType, _returns=StopInstanceResponseType, _body_style="bare",
+             _in_message_name="StopInstance", _out_message_name="StopInstanceResponse")
+        def StopInstance(ctx, req):
+            _on_instance(cluster.stop_instance, req.instanceId, bool(req.force))
+            return reply(StopInstanceResponseType, req)
+
+        @rpc(StartInstanceType, _returns=StartInstanceResponseType, _body_style="bare",
+             _in_message_name="StartInstance", _out_message_name="StartInstanceResponse")
+        def StartInstance(ctx, req):
+            _on_instance(cluster.start_instance, req.instanceId, to_dict(req.instanceType) or None)
+            return reply(StartInstanceResponseType, req)
+
+        @rpc(GetConsoleOutputType, _returns=GetConsoleOutputResponseType, _body_style="bare",
+             _in_message_name="GetConsoleOutput", _out_message_name="GetConsoleOutputResponse")
+        def GetConsoleOutput(ctx, req):
+            output = _on_instance(cluster.console_output, req.instanceId)
+            return reply(GetConsoleOutputResponseType, req, instanceId=req.instanceId, consoleOutput=output)
 
     return make_application([CC], "EucalyptusCC")

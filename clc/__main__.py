@@ -12,9 +12,11 @@ def start(config) -> None:
     from clc import internal
     from clc.api import CloudApi
     from clc.cloud import Cloud
+    from clc.ec2.volumes import fail_interrupted_creations
     from clc.poller import ClusterPoller
 
     cloud = Cloud(config)
+    fail_interrupted_creations(cloud)
     poller = ClusterPoller(cloud)
     poller.start()
     listeners = [

@@ -112,7 +112,12 @@ def _schema_v3(db):
     db["instances"].create_index(["account_id", "client_token"])
 
 
-MIGRATIONS = [_schema_v1, _schema_v2, _schema_v3]
+def _schema_v4(db):
+    """What an instance does when its guest shuts itself down: 'stop' (EC2's default) or 'terminate'."""
+    db["instances"].add_column("shutdown_behavior", str, not_null_default="stop")
+
+
+MIGRATIONS = [_schema_v1, _schema_v2, _schema_v3, _schema_v4]
 
 
 def open_store(config) -> Store:

@@ -3,6 +3,11 @@
 For each command there is ``<command>_parser()`` (argparse), usually a pure
 ``<command>_request(args)`` giving the boto3 keyword arguments, and the
 console-script ``<command>(argv=None)`` that setup.cfg names.
+
+Regions, zones, key pairs, register/describe images and run/describe/terminate
+instances live here, with the helpers the other command modules share;
+``ec2_groups``, ``ec2_addresses``, ``ec2_storage``, ``ec2_tags``,
+``ec2_instances`` and ``ec2_images`` hold the rest.
 """
 
 from __future__ import annotations
@@ -18,10 +23,39 @@ EUCA2OOLS_COMPAT_VERSION = '3.4'
 ARCHITECTURES = ('i386', 'x86_64', 'armhf', 'ppc', 'ppc64', 'ppc64le')
 
 
-def _with_filters(request: dict, args: argparse.Namespace) -> dict:
+def with_filters(request: dict, args: argparse.Namespace) -> dict:
+    """``request`` with the -F/--filter options as EC2 Filters, if any were given."""
     if getattr(args, 'filters', None):
         request['Filters'] = cli.build_filters(args.filters)
     return request
+
+
+def add_permission_entity_options(parser: argparse.ArgumentParser, permission: str) -> None:
+    """Add euca2ools' repeatable ``-a/--add ENTITY`` and ``-r/--remove ENTITY``."""
+    parser.add_argument('-a', '--add', metavar='ENTITY', action='append', default=[],
+                        help=f'account to grant {permission} permission, or "all" for all '
+                             'accounts (repeatable)')
+    parser.add_argument('-r', '--remove', metavar='ENTITY', action='append', default=[],
+                        help=f'account to remove {permission} permission from, or "all" '
+                             'for all accounts (repeatable)')
+
+
+def permission_changes(add: list[str], remove: list[str]) -> dict:
+    """-a/-r entities -> an EC2 permission modification ``{'Add': [...], 'Remove': [...]}``.
+
+    ``all`` is the group of all accounts, anything else an account id. Raises
+    CommandError when neither list names anyone.
+    """
+    def grantee(entity: str) -> dict:
+        return {'Group': entity} if entity == 'all' else {'UserId': entity}
+    changes = {}
+    if add:
+        changes['Add'] = [grantee(entity) for entity in add]
+    if remove:
+        changes['Remove'] = [grantee(entity) for entity in remove]
+    if not changes:
+        raise CommandError('at least one entity must be specified with -a/--add or -r/--remove')
+    return changes
 
 
 # --- regions and zones -------------------------------------------------------
@@ -38,7 +72,7 @@ def describe_regions_parser() -> argparse.ArgumentParser:
 def describe_regions_request(args: argparse.Namespace) -> dict:
     """DescribeRegions keyword arguments for parsed options."""
     request = {'RegionNames': args.regions} if args.regions else {}
-    return _with_filters(request, args)
+    return with_filters(request, args)
 
 
 def describe_regions(argv=None) -> int:
@@ -63,7 +97,7 @@ def describe_availability_zones_parser() -> argparse.ArgumentParser:
 def describe_availability_zones_request(args: argparse.Namespace) -> dict:
     """DescribeAvailabilityZones keyword arguments for parsed options."""
     request = {'ZoneNames': args.zones} if args.zones else {}
-    return _with_filters(request, args)
+    return with_filters(request, args)
 
 
 def describe_availability_zones(argv=None) -> int:
@@ -117,7 +151,7 @@ def describe_keypairs_parser() -> argparse.ArgumentParser:
 def describe_keypairs_request(args: argparse.Namespace) -> dict:
     """DescribeKeyPairs keyword arguments for parsed options."""
     request = {'KeyNames': args.names} if args.names else {}
-    return _with_filters(request, args)
+    return with_filters(request, args)
 
 
 def describe_keypairs(argv=None) -> int:
@@ -141,6 +175,32 @@ def delete_keypair(argv=None) -> int:
         ec2.delete_key_pair(KeyName=args.name)
         return output.format_keypair_deleted(args.name, cli.empty_field(args))
     return cli.run(delete_keypair_parser(), action, argv)
+
+
+def import_keypair_parser() -> argparse.ArgumentParser:
+    """Arguments of euca-import-keypair."""
+    parser = cli.command_parser('euca-import-keypair',
+                                'Import a public RSA key as a new key pair')
+    parser.add_argument('name', metavar='KEYPAIR', help='name for the new key pair')
+    parser.add_argument('-f', '--public-key-file', dest='public_key_file', metavar='FILE',
+                        required=True,
+                        help='name of a file containing the public key to import (required)')
+    return parser
+
+
+def import_keypair_request(args: argparse.Namespace, public_key: bytes) -> dict:
+    """ImportKeyPair keyword arguments; boto3 base64-encodes the key file's bytes itself."""
+    return {'KeyName': args.name, 'PublicKeyMaterial': public_key}
+
+
+def import_keypair(argv=None) -> int:
+    """euca-import-keypair: KEYPAIR name fingerprint."""
+    def action(ec2, args):
+        with open(args.public_key_file, 'rb') as key_file:
+            public_key = key_file.read()
+        response = ec2.import_key_pair(**import_keypair_request(args, public_key))
+        return output.format_keypairs({'KeyPairs': [response]}, cli.empty_field(args))
+    return cli.run(import_keypair_parser(), action, argv)
 
 
 # --- images ------------------------------------------------------------------
@@ -217,7 +277,7 @@ def describe_images_requests(args: argparse.Namespace) -> list[dict]:
         request['Owners'] = args.owners
     if args.executable_by:
         request['ExecutableUsers'] = args.executable_by
-    _with_filters(request, args)
+    with_filters(request, args)
     if args.all or args.images or args.owners or args.executable_by:
         return [request]
     return [dict(request, Owners=['self']), dict(request, ExecutableUsers=['self'])]
@@ -319,7 +379,7 @@ def describe_instances_parser() -> argparse.ArgumentParser:
 def describe_instances_request(args: argparse.Namespace) -> dict:
     """DescribeInstances keyword arguments for parsed options."""
     request = {'InstanceIds': args.instances} if args.instances else {}
-    return _with_filters(request, args)
+    return with_filters(request, args)
 
 
 def describe_instances(argv=None) -> int:

@@ -206,7 +206,32 @@ def format_instance(instance: Mapping, empty: str = '') -> list[str]:
 
 def format_terminated(response: Mapping, empty: str = '') -> list[str]:
     """TerminateInstances -> INSTANCE id previousState currentState."""
+    return format_state_changes(response.get('TerminatingInstances'), empty)
+
+
+def format_state_changes(changes: Iterable[Mapping] | None, empty: str = '') -> list[str]:
+    """Terminating/Stopping/StartingInstances -> INSTANCE id previousState currentState."""
     return [tabify(('INSTANCE', change.get('InstanceId'),
                     (change.get('PreviousState') or {}).get('Name'),
                     (change.get('CurrentState') or {}).get('Name')), empty)
-            for change in response.get('TerminatingInstances', ())]
+            for change in changes or ()]
+
+
+def format_attachment(attachment: Mapping, empty: str = '') -> str:
+    """ATTACHMENT volume instance device status attachTime (a volume's, or Attach/DetachVolume)."""
+    return tabify(('ATTACHMENT', attachment.get('VolumeId'), attachment.get('InstanceId'),
+                   attachment.get('Device'), attachment.get('State'),
+                   attachment.get('AttachTime')), empty)
+
+
+def format_permission_changes(attribute: str, resource_id: str, changes: Mapping,
+                              empty: str = '') -> list[str]:
+    """A Modify*Attribute permission change, as euca2ools echoed it:
+    ``<attribute> id ADD|REMOVE Group|UserId entity``, one line per grantee."""
+    lines = []
+    for operation in ('Add', 'Remove'):
+        for grantee in changes.get(operation) or ():
+            for kind, entity in grantee.items():
+                lines.append(tabify((attribute, resource_id, operation.upper(), kind, entity),
+                                    empty))
+    return lines

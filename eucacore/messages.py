@@ -33,6 +33,12 @@ class Message(_Model):
 
 BASE_FIELDS = [("correlationId", Unicode), ("userId", Unicode), ("statusMessage", Unicode), ("return", Boolean)]
 
+#: An instance's ``statusMessage`` when the NC stopped it because its guest shut itself down
+#: (the CLC then applies the instance's instanceInitiatedShutdownBehavior).
+GUEST_SHUTDOWN = "instance-initiated shutdown"
+#: The start of an instance's ``statusMessage`` when its domain could not be started.
+START_FAILED = "failed to start"
+
 
 class virtualBootRecordType(_Model):
     _type_info = [("resourceLocation", Unicode), ("guestDeviceName", Unicode), ("size", Long),
@@ -66,7 +72,10 @@ class instanceType(_Model):
                   ("launchTime", Long), ("expiryTime", Long), ("userData", Unicode),
                   ("launchIndex", Integer), ("platform", Unicode), ("groupNames", many(Unicode)),
                   ("volumes", many(volumeType)), ("serviceTag", Unicode), ("blkbytes", Long),
-                  ("netbytes", Long)]
+                  ("netbytes", Long),
+                  # Not in the original: why the instance is Stopped or Teardown (GUEST_SHUTDOWN,
+                  # START_FAILED...), for the CLC's StateReason.
+                  ("statusMessage", Unicode)]
 
 
 #: The fields of ncRunInstance, which the CC's RunInstances also carries.

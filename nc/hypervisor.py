@@ -1,16 +1,26 @@
 """The NC's one seam to the hypervisor: a small contract and its libvirt implementation.
 
 Contract (every driver keeps it):
-- ``start(spec)`` defines and starts the domain; when it fails, nothing of the
-  domain is left behind.
+- ``start(spec)`` defines (or redefines) the persistent domain and starts it: a new
+  instance, or a stopped one whose definition may or may not have survived; when
+  it fails, nothing of the domain is left behind.
 - ``destroy(name)`` stops and undefines the domain; it succeeds when the domain is
   already gone.
+- ``shutdown(name, grace)`` asks the guest to shut down, waits up to ``grace``
+  seconds, then powers it off; ``power_off(name)`` does the last step at once. Both
+  keep the domain defined and succeed when it is already off or gone.
+- ``reboot(name)`` restarts the guest in place; the domain stays running.
+- ``console_output(name)`` is the tail of what the guest wrote to its serial
+  console, empty when the domain has no console log or is gone.
 - ``state(name)`` is the libvirt state name, or None when there is no such domain.
 """
 
+import dataclasses
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import libvirt
 from lxml import etree
@@ -30,6 +40,23 @@ _STATES = {libvirt.VIR_DOMAIN_NOSTATE: "NO_STATE", libvirt.VIR_DOMAIN_RUNNING: "
            libvirt.VIR_DOMAIN_SHUTDOWN: "SHUTDOWN", libvirt.VIR_DOMAIN_SHUTOFF: "SHUTOFF",
            libvirt.VIR_DOMAIN_CRASHED: "CRASHED"}
 
+#: How much of the console log ``console_output`` returns, as EC2 does.
+CONSOLE_TAIL = 64 * 1024
+_SHUTDOWN_POLL = 0.2
+
+
+def tail(path: str | Path | None, limit: int = CONSOLE_TAIL) -> bytes:
+    """The last ``limit`` bytes of the file at ``path``; empty if there is none."""
+    if not path:
+        return b""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - limit))
+            return f.read()
+    except OSError:
+        return b""
+
 
 @dataclass
 class InstanceSpec:
@@ -44,6 +71,7 @@ class InstanceSpec:
     ramdisk_path: str | None = None
     mac: str | None = None
     bridge: str | None = None
+    console_path: str | None = None  # the serial console's log file
     extra: dict = field(default_factory=dict)
 
 
@@ -90,7 +118,12 @@ class LibvirtHypervisor:
             if spec.mac:
                 iface.insert(0, E.mac(address=spec.mac))
             devices.append(iface)
-        if self.domain_type != "test":
+        if spec.console_path:
+            # A file-backed serial console: what the guest prints survives for GetConsoleOutput.
+            devices.append(E.serial(E.source(path=spec.console_path), E.target(port="0"), type="file"))
+            devices.append(E.console(E.source(path=spec.console_path), E.target(type="serial", port="0"),
+                                     type="file"))
+        elif self.domain_type != "test":
             devices.append(E.serial(E.target(port="0"), type="pty"))
             devices.append(E.console(E.target(type="serial", port="0"), type="pty"))
         dom = E.domain(E.name(spec.instance_id), E.uuid(spec.uuid),
@@ -98,8 +131,19 @@ class LibvirtHypervisor:
                        os_el, devices, type=self.domain_type)
         return etree.tostring(dom, encoding="unicode")
 
+    def _lookup(self, name: str) -> libvirt.virDomain | None:
+        try:
+            return self.conn.lookupByName(name)
+        except libvirt.libvirtError:
+            return None
+
     def start(self, spec: InstanceSpec) -> None:
-        """Define and start the domain; undefine it again if starting fails."""
+        """Define (or redefine, e.g. with a new size) and start the persistent domain; undefine
+        it again if starting fails (the caller keeps the spec to define it anew). A domain of
+        that name keeps its UUID: the name is the instance's identity."""
+        existing = self._lookup(spec.instance_id)
+        if existing is not None:
+            spec = dataclasses.replace(spec, uuid=existing.UUIDString())
         dom = self.conn.defineXML(self.domain_xml(spec))
         try:
             dom.create()
@@ -107,11 +151,70 @@ class LibvirtHypervisor:
             dom.undefine()
             raise
 
+    def reboot(self, name: str, hard: bool = False) -> None:
+        """Restart the guest: ACPI reboot, or a reset (``hard``) as a power button would.
+        LookupError if there is no such domain."""
+        dom = self._lookup(name)
+        if dom is None:
+            raise LookupError(f"no domain {name}")
+        if hard:
+            dom.reset(0)
+        else:
+            dom.reboot(0)
+
+    def shutdown(self, name: str, grace: float) -> bool:
+        """Ask the guest to shut down and wait up to ``grace`` seconds, then power it off;
+        the domain stays defined. True if the guest went down by itself (or was already)."""
+        dom = self._lookup(name)
+        if dom is None or not dom.isActive():
+            return True
+        if grace > 0:
+            try:
+                dom.shutdown()
+            except libvirt.libvirtError as e:
+                log.warning("shutdown %s: %s", name, e)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                if not self._active(name):
+                    return True
+                time.sleep(_SHUTDOWN_POLL)
+        self.power_off(name)
+        return False
+
+    def power_off(self, name: str) -> None:
+        """Pull the plug; the domain stays defined. A domain that is off or gone is success."""
+        dom = self._lookup(name)
+        try:
+            if dom is not None and dom.isActive():
+                dom.destroy()
+        except libvirt.libvirtError as e:
+            if self._active(name):
+                raise
+            log.info("power off %s: already off (%s)", name, e)
+
+    def _active(self, name: str) -> bool:
+        dom = self._lookup(name)
+        try:
+            return dom is not None and bool(dom.isActive())
+        except libvirt.libvirtError:
+            return False
+
+    def console_output(self, name: str, limit: int = CONSOLE_TAIL) -> bytes:
+        """The last ``limit`` bytes of the domain's serial console log; empty if it has none."""
+        dom = self._lookup(name)
+        if dom is None:
+            return b""
+        try:
+            xml = etree.fromstring(dom.XMLDesc(0))
+        except libvirt.libvirtError:
+            return b""
+        paths = xml.xpath("devices/serial[@type='file']/source/@path | devices/console[@type='file']/source/@path")
+        return tail(paths[0], limit) if paths else b""
+
     def destroy(self, name: str) -> None:
         """Stop and undefine; a domain that is already gone is success."""
-        try:
-            dom = self.conn.lookupByName(name)
-        except libvirt.libvirtError:
+        dom = self._lookup(name)
+        if dom is None:
             return
         try:
             if dom.isActive():
@@ -125,11 +228,13 @@ class LibvirtHypervisor:
 
     def state(self, name: str) -> str | None:
         """libvirt's state name of the domain, or None if it does not exist."""
-        try:
-            dom = self.conn.lookupByName(name)
-        except libvirt.libvirtError:
+        dom = self._lookup(name)
+        if dom is None:
             return None
-        return _STATES.get(dom.state()[0], "NO_STATE")
+        try:
+            return _STATES.get(dom.state()[0], "NO_STATE")
+        except libvirt.libvirtError:  # undefined between the lookup and the question
+            return None
 
     def domains(self) -> list[str]:
         """Names of all domains the hypervisor knows."""

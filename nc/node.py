@@ -1,8 +1,21 @@
 """The node controller's domain: instances on this host, their state and the host's resources.
 
-States, as the NC reports them upward: ``Pending`` (staging: image download and
-domain start), ``Extant`` (the domain runs), ``Teardown`` (terminated or failed).
-A Teardown record is kept for ``TEARDOWN_KEEP`` seconds so the CC sees the end.
+States, as the NC reports them upward (``stateName``):
+
+- ``Pending``: staging (image download, domain start), for a new instance or a
+  stopped one being started again;
+- ``Extant``: the domain runs;
+- ``Stopping``: asked to stop; the guest is shutting down (powered off after
+  ``SHUTDOWN_GRACE`` seconds, at once when forced);
+- ``Stopped``: the domain is off but defined and its disk kept, so it can start
+  again; it holds disk but no memory or cores. A guest that shuts itself down
+  also ends here, with ``statusMessage`` GUEST_SHUTDOWN;
+- ``Teardown``: terminated or failed to start the first time; the record is kept
+  for ``TEARDOWN_KEEP`` seconds so the CC sees the end.
+
+The original's NC had no such names for stop/start (its 3.x ncStopInstance reported
+SHUTOFF-ish "Teardown" variants); the CC passes these through and the CLC maps
+Stopping -> stopping, Stopped -> stopped.
 """
 
 import json
@@ -16,11 +29,17 @@ from dataclasses import dataclass
 from eucacore import ids
 from eucacore.config import Config
 from eucacore.db import Store
-from nc.hypervisor import InstanceSpec, LibvirtHypervisor
+from eucacore.messages import GUEST_SHUTDOWN, START_FAILED
+from nc.hypervisor import InstanceSpec, LibvirtHypervisor, tail
 from nc.imagecache import ImageCache
 
 log = logging.getLogger("eucalyptus.nc")
 TEARDOWN_KEEP = 180
+#: Seconds a guest has to shut down cleanly before it is powered off (the original's 60).
+SHUTDOWN_GRACE = 60
+PENDING, EXTANT, STOPPING, STOPPED, TEARDOWN = "Pending", "Extant", "Stopping", "Stopped", "Teardown"
+#: States that hold the node's memory and cores; all but Teardown hold disk.
+_RUNNING = (PENDING, EXTANT, STOPPING)
 
 
 def _schema_v1(db):
@@ -28,11 +47,21 @@ def _schema_v1(db):
                             "terminated_at": float, "reason": str}, pk="instance_id")
 
 
-MIGRATIONS = [_schema_v1]
+def _schema_v2(db):
+    """Stop/start: how many times the domain has booted (a failed restart leaves it Stopped)."""
+    db["instances"].add_column("boots", int, not_null_default=0)
+    db.execute("UPDATE instances SET boots = 1 WHERE state = 'Extant'")
+
+
+MIGRATIONS = [_schema_v1, _schema_v2]
 
 
 class InstanceNotFound(Exception):
     """No instance of that id on this node."""
+
+
+class IncorrectState(Exception):
+    """The instance is not in a state that allows the operation."""
 
 
 @dataclass
@@ -58,6 +87,9 @@ class NodeController:
         self.cache = ImageCache(self.instance_dir / "cache", config["NC_CACHE_SIZE"],
                                 config["WALRUS_DOWNLOAD_MAX_ATTEMPTS"])
         self.workers = ThreadPoolExecutor(max_workers=config["CONCURRENT_DISK_OPS"], thread_name_prefix="stage")
+        # Guests shutting down wait out their grace period here, not in the staging pool.
+        self.power = ThreadPoolExecutor(max_workers=4, thread_name_prefix="power")
+        self.shutdown_grace = SHUTDOWN_GRACE
         self._lock = threading.Lock()
 
     # -- records -------------------------------------------------------------
@@ -79,75 +111,113 @@ class NodeController:
         for row in self.store.db["instances"].rows:
             if instance_ids and row["instance_id"] not in instance_ids:
                 continue
-            if row["state"] == "Teardown" and (row["terminated_at"] or 0) < horizon:
+            if row["state"] == TEARDOWN and (row["terminated_at"] or 0) < horizon:
                 continue
+            guest = self.hypervisor.state(row["instance_id"])
+            if row["state"] == EXTANT and guest == "SHUTOFF":
+                row = self._guest_shut_down(row["instance_id"])
             record = json.loads(row["spec"])
-            record.update(stateName=row["state"], launchTime=int(row["launch_time"]),
-                          guestStateName=self.hypervisor.state(row["instance_id"]) or "SHUTOFF")
+            record.update(stateName=row["state"], launchTime=int(row["launch_time"]), guestStateName=guest or "SHUTOFF")
             if row["reason"]:
                 record["statusMessage"] = row["reason"]
             out.append(record)
         return out
+
+    def _guest_shut_down(self, instance_id: str) -> dict:
+        """An Extant instance whose domain is off: the guest shut itself down, so it is Stopped."""
+        with self._lock:
+            row = self._row(instance_id)
+            if row["state"] == EXTANT and self.hypervisor.state(instance_id) == "SHUTOFF":
+                log.info("instance %s: the guest shut down", instance_id)
+                self._set_state(instance_id, STOPPED, reason=GUEST_SHUTDOWN)
+                row = self._row(instance_id)
+        return row
 
     # -- operations ----------------------------------------------------------
 
     def run_instance(self, request: dict) -> dict:
         """Record the instance (acknowledged from here on) and stage it in the background."""
         instance_id = request["instanceId"]
+        request = {**request, "uuid": request.get("uuid") or _uuid()}  # the same domain at every start
         with self.store.atomic():
             existing = list(self.store.db["instances"].rows_where("instance_id = ?", [instance_id]))
             if not existing:
                 self.store.db["instances"].insert({"instance_id": instance_id, "spec": json.dumps(request),
-                                                   "state": "Pending", "launch_time": ids.now(),
+                                                   "state": PENDING, "launch_time": ids.now(),
                                                    "terminated_at": None, "reason": ""})
         if not existing:
             self.workers.submit(self._stage, instance_id)
         return self.instances([instance_id])[0]
 
-    def _spec(self, request: dict, disk: str | None) -> InstanceSpec:
+    def _spec(self, request: dict, files: dict[str, str]) -> InstanceSpec:
         vm = request.get("instanceType") or {}
         net = request.get("netParams") or {}
         bridge = self.config["VNET_BRIDGE"] if self.config["VNET_MODE"] in ("SYSTEM", "STATIC") else None
         return InstanceSpec(instance_id=request["instanceId"], uuid=request.get("uuid") or _uuid(),
                             memory_mb=int(vm.get("memory") or 256), cores=int(vm.get("cores") or 1),
-                            disk_path=disk, mac=net.get("privateMacAddress"),
-                            bridge=bridge if self.hypervisor.domain_type != "test" else None)
+                            disk_path=files.get("root"), kernel_path=files.get("kernel"),
+                            ramdisk_path=files.get("ramdisk"), mac=net.get("privateMacAddress"),
+                            bridge=bridge if self.hypervisor.domain_type != "test" else None,
+                            console_path=str(self._work(request["instanceId"]) / "console.log"))
+
+    def _work(self, instance_id: str):
+        return self.instance_dir / "work" / instance_id
 
     def _stage(self, instance_id: str) -> None:
-        """Fetch the image and start the domain; a failure ends in Teardown with the reason."""
+        """Fetch the images and start the domain. A first start that fails ends in Teardown
+        with the reason; a failed restart of a stopped instance leaves it Stopped."""
         try:
-            request = json.loads(self._row(instance_id)["spec"])
-            if self._row(instance_id)["state"] != "Pending":
+            row = self._row(instance_id)
+            if row["state"] != PENDING:
                 return
-            disk = None
-            if request.get("imageURL"):
-                image = self.cache.fetch(request["imageId"], request["imageURL"])
-                disk = str(self._instance_disk(instance_id, image))
+            request = json.loads(row["spec"])
+            files = self._instance_files(instance_id, request)
             with self._lock:
-                if self._row(instance_id)["state"] != "Pending":
+                if self._row(instance_id)["state"] != PENDING:
                     return  # terminated while staging
-                self.hypervisor.start(self._spec(request, disk))
-                self._set_state(instance_id, "Extant")
+                self.hypervisor.start(self._spec(request, files))
+                self._set_state(instance_id, EXTANT, boots=row["boots"] + 1)
             log.info("instance %s running", instance_id)
         except Exception as e:
             log.error("instance %s failed to start: %s", instance_id, e)
             try:
-                self.hypervisor.destroy(instance_id)
-                self._set_state(instance_id, "Teardown", reason=f"failed to start: {e}", terminated_at=ids.now())
+                self._start_failed(instance_id, f"{START_FAILED}: {e}")
             except Exception:  # a worker's exception would vanish in its future: say it here
                 log.exception("instance %s: cannot record the failure", instance_id)
 
-    def _instance_disk(self, instance_id: str, image) -> os.PathLike:
-        """The instance's own root disk: a copy of the cached image (copy-on-write where the
-        filesystem can), so instances never write into the cache."""
-        work = self.instance_dir / "work" / instance_id
-        work.mkdir(parents=True, exist_ok=True)
-        disk = work / "root"
-        if not disk.exists():
-            tmp = work / ".root.part"
-            shutil.copyfile(image, tmp)
-            os.replace(tmp, disk)
-        return disk
+    def _start_failed(self, instance_id: str, reason: str) -> None:
+        with self._lock:
+            row = self._row(instance_id)
+            if row["state"] != PENDING:
+                return
+            if row["boots"]:
+                self.hypervisor.power_off(instance_id)
+                self._set_state(instance_id, STOPPED, reason=reason)
+            else:
+                self.hypervisor.destroy(instance_id)
+                self._set_state(instance_id, TEARDOWN, reason=reason, terminated_at=ids.now())
+
+    def _instance_files(self, instance_id: str, request: dict) -> dict[str, str]:
+        """The instance's own root disk, kernel and ramdisk (those it has): copies of the cached
+        images, made once, so that instances never write into the cache and a stopped instance
+        starts again from its own disk without fetching anything."""
+        files = {}
+        self._work(instance_id).mkdir(parents=True, exist_ok=True)  # the console log goes there too
+        for role, id_key, url_key in (("root", "imageId", "imageURL"), ("kernel", "kernelId", "kernelURL"),
+                                      ("ramdisk", "ramdiskId", "ramdiskURL")):
+            target = self._work(instance_id) / role
+            if not target.exists() and request.get(url_key):
+                self._copy_into(target, self.cache.fetch(request[id_key], request[url_key]))
+            if target.exists():
+                files[role] = str(target)
+        return files
+
+    @staticmethod
+    def _copy_into(target, source) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.part")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
 
     def terminate_instance(self, instance_id: str) -> tuple[str, str]:
         """Destroy the domain and mark the instance Teardown; returns (previous, new) state."""
@@ -155,10 +225,76 @@ class NodeController:
             row = self._row(instance_id)
             previous = row["state"]
             self.hypervisor.destroy(instance_id)
-            if previous != "Teardown":
-                self._set_state(instance_id, "Teardown", reason="terminated", terminated_at=ids.now())
-        shutil.rmtree(self.instance_dir / "work" / instance_id, ignore_errors=True)
-        return previous, "Teardown"
+            if previous != TEARDOWN:
+                self._set_state(instance_id, TEARDOWN, reason="terminated", terminated_at=ids.now())
+        shutil.rmtree(self._work(instance_id), ignore_errors=True)
+        return previous, TEARDOWN
+
+    def reboot_instance(self, instance_id: str) -> None:
+        """Restart the running guest in place; one whose domain has vanished boots again."""
+        with self._lock:
+            row = self._row(instance_id)
+            if row["state"] != EXTANT:
+                raise IncorrectState(f"instance {instance_id} is {row['state']}, not Extant")
+            if self.hypervisor.state(instance_id) in (None, "SHUTOFF", "CRASHED"):
+                self._set_state(instance_id, PENDING)
+                self.workers.submit(self._stage, instance_id)
+            else:
+                self.hypervisor.reboot(instance_id)
+        log.info("instance %s rebooted", instance_id)
+
+    def stop_instance(self, instance_id: str, force: bool = False) -> tuple[str, str]:
+        """Begin stopping a running instance (Stopping, then Stopped once its guest is off);
+        returns (previous, new) state. Stopping or stopped already is no change (``force``
+        still pulls the plug of one that is shutting down)."""
+        with self._lock:
+            row = self._row(instance_id)
+            previous = row["state"]
+            if previous not in (EXTANT, STOPPING, STOPPED):
+                raise IncorrectState(f"instance {instance_id} is {previous} and cannot be stopped")
+            if previous == EXTANT:
+                self._set_state(instance_id, STOPPING)
+            if previous == EXTANT or (previous == STOPPING and force):
+                self.power.submit(self._stop, instance_id, force)
+        return previous, STOPPED if previous == STOPPED else STOPPING
+
+    def _stop(self, instance_id: str, force: bool) -> None:
+        """Shut the guest down (outside the lock: it may take the whole grace period), then
+        record it Stopped unless something else happened to it meanwhile."""
+        try:
+            clean = self.hypervisor.shutdown(instance_id, 0 if force else self.shutdown_grace)
+            with self._lock:
+                if self._row(instance_id)["state"] == STOPPING:
+                    self._set_state(instance_id, STOPPED)
+            log.info("instance %s stopped%s", instance_id, "" if clean else " (powered off)")
+        except Exception:  # a worker's exception would vanish in its future: say it here
+            log.exception("instance %s: cannot stop", instance_id)
+
+    def start_instance(self, instance_id: str, instance_type: dict | None = None) -> tuple[str, str]:
+        """Boot a stopped instance again from its own disk (Pending, then Extant), with
+        ``instance_type``'s size if given; returns (previous, new) state. Pending or Extant
+        already is no change."""
+        with self._lock:
+            row = self._row(instance_id)
+            previous = row["state"]
+            if previous in (PENDING, EXTANT):
+                return previous, previous
+            if previous != STOPPED:
+                raise IncorrectState(f"instance {instance_id} is {previous} and cannot be started")
+            changes = {}
+            if instance_type:
+                spec = json.loads(row["spec"])
+                spec["instanceType"] = {**(spec.get("instanceType") or {}), **instance_type}
+                changes["spec"] = json.dumps(spec)
+            self._set_state(instance_id, PENDING, launch_time=ids.now(), **changes)
+        self.workers.submit(self._stage, instance_id)
+        return previous, PENDING
+
+    def console_output(self, instance_id: str) -> bytes:
+        """The tail of the instance's serial console log (empty when there is none)."""
+        self._row(instance_id)
+        return (self.hypervisor.console_output(instance_id)
+                or tail(self._work(instance_id) / "console.log"))  # its domain may be gone while stopped
 
     def resources(self) -> Resources:
         """Capacity (MAX_* caps applied) and what running and pending instances leave free."""
@@ -171,33 +307,40 @@ class NodeController:
             disk_max = min(disk_max, self.config["MAX_DISK"])
         mem_used = cores_used = disk_used = 0
         for record in self.instances():
-            if record["stateName"] in ("Pending", "Extant"):
-                vm = record.get("instanceType") or {}
+            vm = record.get("instanceType") or {}
+            if record["stateName"] in _RUNNING:
                 mem_used += int(vm.get("memory") or 0)
                 cores_used += int(vm.get("cores") or 0)
+            if record["stateName"] != TEARDOWN:  # a stopped instance keeps its disk here
                 disk_used += int(vm.get("disk") or 0)
         return Resources(mem_max, max(0, mem_max - mem_used), cores_max, max(0, cores_max - cores_used),
                          disk_max, max(0, disk_max - disk_used))
 
     def reconcile(self) -> None:
-        """After a restart: restart acknowledged instances whose domain is gone, resume
-        staging, and destroy domains that look like ours but that we have no record of."""
+        """After a restart: start again acknowledged running instances whose domain is gone or
+        off (a host reboot), resume staging and stopping, and destroy domains that look like
+        ours but that we have no record of. Stopped instances stay stopped, with or without a
+        domain: starting one defines it anew."""
         known = {}
         for row in self.store.db["instances"].rows:
-            known[row["instance_id"]] = row["state"]
-            if row["state"] == "Pending":
-                self.workers.submit(self._stage, row["instance_id"])
-            elif row["state"] == "Extant" and self.hypervisor.state(row["instance_id"]) is None:
-                log.warning("instance %s has no domain after restart: starting it again", row["instance_id"])
-                self._set_state(row["instance_id"], "Pending")
-                self.workers.submit(self._stage, row["instance_id"])
+            instance_id, state = row["instance_id"], row["state"]
+            known[instance_id] = state
+            if state == PENDING:
+                self.workers.submit(self._stage, instance_id)
+            elif state == EXTANT and self.hypervisor.state(instance_id) in (None, "SHUTOFF", "CRASHED"):
+                log.warning("instance %s has no running domain after restart: starting it again", instance_id)
+                self._set_state(instance_id, PENDING)
+                self.workers.submit(self._stage, instance_id)
+            elif state == STOPPING:
+                self.power.submit(self._stop, instance_id, False)
         for name in self.hypervisor.domains():
-            if _looks_like_instance(name) and known.get(name) in (None, "Teardown"):
+            if _looks_like_instance(name) and known.get(name) in (None, TEARDOWN):
                 log.warning("destroying prodigal domain %s", name)
                 self.hypervisor.destroy(name)
 
     def shutdown(self) -> None:
         self.workers.shutdown(wait=False, cancel_futures=True)
+        self.power.shutdown(wait=False, cancel_futures=True)
 
 
 def _looks_like_instance(name: str) -> bool:

@@ -1,11 +1,20 @@
-"""The NC's SOAP face: ncRunInstance, ncDescribeInstances, ncDescribeResource, ncTerminateInstance."""
+"""The NC's SOAP face: ncRunInstance, ncDescribeInstances, ncDescribeResource, ncTerminateInstance,
+ncRebootInstance, ncStopInstance, ncStartInstance, ncGetConsoleOutput.
+
+ncStopInstance carries ``force`` (a hard power-off at once) and ncStartInstance an optional
+``instanceType`` (the new size of an instance resized while stopped): neither is in the
+original, whose messages had only instanceId. The original's ncPowerDown powered off the
+node itself (POWERSAVE), not an instance, and is not offered.
+"""
+
+import base64
 
 from spyne import Boolean, Integer, Long, ServiceBase, Unicode, rpc
 
 from eucacore.messages import (BASE_FIELDS, reply, RUN_INSTANCE_FIELDS, Message, from_dict, instanceType, many, required,
-                               to_dict)
+                               to_dict, virtualMachineType)
 from eucacore.soap import EucaFault, make_application
-from nc.node import InstanceNotFound, NodeController
+from nc.node import IncorrectState, InstanceNotFound, NodeController
 
 
 class ncRunInstanceType(Message):
@@ -44,11 +53,53 @@ class ncTerminateInstanceResponseType(Message):
     _type_info = BASE_FIELDS + [("instanceId", Unicode), ("shutdownState", Unicode), ("previousState", Unicode)]
 
 
+class ncRebootInstanceType(Message):
+    _type_info = BASE_FIELDS + [("instanceId", required(Unicode))]
+
+
+class ncRebootInstanceResponseType(Message):
+    _type_info = BASE_FIELDS + [("status", Boolean)]
+
+
+class ncStopInstanceType(Message):
+    _type_info = BASE_FIELDS + [("instanceId", required(Unicode)), ("force", Boolean)]
+
+
+class ncStopInstanceResponseType(Message):
+    _type_info = list(BASE_FIELDS)
+
+
+class ncStartInstanceType(Message):
+    _type_info = BASE_FIELDS + [("instanceId", required(Unicode)), ("instanceType", virtualMachineType)]
+
+
+class ncStartInstanceResponseType(Message):
+    _type_info = list(BASE_FIELDS)
+
+
+class ncGetConsoleOutputType(Message):
+    _type_info = BASE_FIELDS + [("instanceId", required(Unicode))]
+
+
+class ncGetConsoleOutputResponseType(Message):
+    _type_info = BASE_FIELDS + [("consoleOutput", Unicode)]  # base64 of the log's last 64 KiB
+
+
 
 def _required(value, name):
     if not value:
         raise EucaFault("InvalidParameter", f"{name} is required")
     return value
+
+
+def _on_instance(operation, instance_id: str, *args):
+    """``operation(instance_id, ...)`` with the node's refusals as client faults."""
+    try:
+        return operation(instance_id, *args)
+    except InstanceNotFound:
+        raise EucaFault("InvalidInstanceID.NotFound", f"instance {instance_id} is not on this node")
+    except IncorrectState as e:
+        raise EucaFault("IncorrectInstanceState", str(e))
 
 
 def application(node: NodeController | None = None):
@@ -84,11 +135,32 @@ def application(node: NodeController | None = None):
         @rpc(ncTerminateInstanceType, _returns=ncTerminateInstanceResponseType, _body_style="bare",
              _in_message_name="ncTerminateInstance", _out_message_name="ncTerminateInstanceResponse")
         def ncTerminateInstance(ctx, req):
-            try:
-                previous, now = node.terminate_instance(req.instanceId)
-            except InstanceNotFound:
-                raise EucaFault("InvalidInstanceID.NotFound", f"instance {req.instanceId} is not on this node")
+            previous, now = _on_instance(node.terminate_instance, req.instanceId)
             return reply(ncTerminateInstanceResponseType, req, instanceId=req.instanceId,
                           shutdownState=now, previousState=previous)
+
+        @rpc(ncRebootInstanceType, _returns=ncRebootInstanceResponseType, _body_style="bare",
+             _in_message_name="ncRebootInstance", _out_message_name="ncRebootInstanceResponse")
+        def ncRebootInstance(ctx, req):
+            _on_instance(node.reboot_instance, req.instanceId)
+            return reply(ncRebootInstanceResponseType, req, status=True)
+
+        @rpc(ncStopInstanceType, _returns=ncStopInstanceResponseType, _body_style="bare",
+             _in_message_name="ncStopInstance", _out_message_name="ncStopInstanceResponse")
+        def ncStopInstance(ctx, req):
+            _on_instance(node.stop_instance, req.instanceId, bool(req.force))
+            return reply(ncStopInstanceResponseType, req)
+
+        @rpc(ncStartInstanceType, _returns=ncStartInstanceResponseType, _body_style="bare",
+             _in_message_name="ncStartInstance", _out_message_name="ncStartInstanceResponse")
+        def ncStartInstance(ctx, req):
+            _on_instance(node.start_instance, req.instanceId, to_dict(req.instanceType) or None)
+            return reply(ncStartInstanceResponseType, req)
+
+        @rpc(ncGetConsoleOutputType, _returns=ncGetConsoleOutputResponseType, _body_style="bare",
+             _in_message_name="ncGetConsoleOutput", _out_message_name="ncGetConsoleOutputResponse")
+        def ncGetConsoleOutput(ctx, req):
+            output = _on_instance(node.console_output, req.instanceId)
+            return reply(ncGetConsoleOutputResponseType, req, consoleOutput=base64.b64encode(output).decode())
 
     return make_application([NC], "EucalyptusNC")

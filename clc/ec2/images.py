@@ -1,18 +1,149 @@
-"""Images: RegisterImage (an image object or bundle manifest in Walrus), DescribeImages, DeregisterImage."""
+"""Images: RegisterImage (a disk image object or a bundle manifest in Walrus), DescribeImages,
+the image attributes (launch permissions, description...), DeregisterImage; CreateImage is
+refused until the NC can copy an instance's disk into Walrus.
+
+An image is visible to its owner, to the accounts its launchPermission names and, when the
+group ``all`` is granted (``images.is_public``, kept with an ``all`` row in
+``image_permissions``), to every account; all of these may launch it.  Only the owner may
+change, reset or read its attributes: another account that can see the image is answered
+AuthFailure ("Not authorized for image:..."), as AWS answers, and one that cannot see it,
+InvalidAMIID.NotFound, exactly as for an image that does not exist.
+"""
 
 import logging
+import posixpath
+import re
+from dataclasses import dataclass
 
 import botocore.exceptions
+from lxml import etree
 
 from eucacore import ids
 from eucacore.awsapi.errors import AWSError
 from clc.ec2.access import sees_all_accounts
-from clc.ec2.common import apply_filters, copy_present, dry_run, not_found
-from clc.ec2.tags import delete_resource_tags, tag_getters, tag_sets
+from clc.ec2.common import Page, apply_filters, copy_present, dry_run, not_found
+from clc.ec2.tags import add_tags, delete_resource_tags, requested_tags, tag_getters, tag_sets
+from clc.ec2.volumes import own_instance
 
 log = logging.getLogger("eucalyptus.clc.images")
-_PREFIX = {"machine": "emi", "kernel": "eki", "ramdisk": "eri"}
 
+_PREFIX = {"machine": "emi", "kernel": "eki", "ramdisk": "eri"}
+PUBLIC = "all"
+LAUNCH_PERMISSION = "launchPermission"
+ARCHITECTURES = ("i386", "x86_64")
+MANIFEST_SUFFIX = ".manifest.xml"
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_PARTS = 10_000  # 100 GiB of the bundlers' 10 MiB parts
+MAX_DESCRIPTION = 255
+PAGE_MIN, PAGE_MAX = 5, 1000
+ROOT_DEVICE = "/dev/sda1"
+HYPERVISOR = "kvm"
+#: euca-register's ``--kernel true`` / ``--ramdisk true``: the image *is* a kernel / ramdisk.
+EUCA_MARKER = "true"
+_NAME = re.compile(r"^[A-Za-z0-9()\[\] ./\-'@_]{3,128}$")
+_ACCOUNT_ID = re.compile(r"^[0-9]{12}$")
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
+_RAMDISK_PREFIXES = ("initrd", "initramfs", "ramdisk")
+_OWNER_ALIASES = {"amazon", "aws-marketplace", "aws-backup-vault"}
+#: RegisterImage members this cloud cannot honour for instance-store images: refused, not ignored.
+_UNSUPPORTED_REGISTER_MEMBERS = ("BillingProducts", "BootMode", "TpmSupport", "UefiData", "ImdsSupport",
+                                 "SriovNetSupport", "BlockDeviceMappings")
+_UNSUPPORTED_MODIFY_MEMBERS = ("ProductCodes", "OrganizationArns", "OrganizationalUnitArns", "ImdsSupport")
+#: DescribeImageAttribute's attributes (botocore's ImageAttributeName).
+ATTRIBUTES = ("description", "kernel", "ramdisk", LAUNCH_PERMISSION, "productCodes", "blockDeviceMapping",
+              "sriovNetSupport", "bootMode", "tpmSupport", "uefiData", "lastLaunchedTime", "imdsSupport",
+              "deregistrationProtection")
+
+
+# -- bundle manifests -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Manifest:
+    """What the CLC needs of a bundle's manifest; its keys, digests and signature are the
+    NC's business when it fetches and decrypts the parts."""
+
+    image_type: str
+    architecture: str        # "" when the manifest names none
+    kernel_id: str           # the eki- id a machine image boots with, or ""
+    ramdisk_id: str
+    size: int                # bytes of the unbundled image
+    bundled_size: int | None  # bytes of all parts, when the manifest says
+    parts: tuple[str, ...]   # the parts' file names, in index order
+
+
+def _invalid(message: str) -> AWSError:
+    return AWSError("InvalidManifest", message)
+
+
+def _text(parent, tag: str) -> str:
+    element = parent.find(tag) if parent is not None else None
+    return (element.text or "").strip() if element is not None else ""
+
+
+def _integer(text: str, what: str, required: bool = True) -> int | None:
+    if not text and not required:
+        return None
+    if not text.isdigit():
+        raise _invalid(f"the manifest's {what} must be a non-negative integer, got '{text}'")
+    return int(text)
+
+
+def parse_manifest(data: bytes) -> Manifest:
+    """The manifest ``data`` read without DTDs, entities or network access, or InvalidManifest."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
+                             remove_comments=True, remove_pis=True)
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as e:
+        raise _invalid(f"the manifest is not well-formed XML: {e}") from None
+    if root.getroottree().docinfo.doctype or any(isinstance(n, etree._Entity) for n in root.iter()):
+        raise _invalid("a manifest may not carry a DOCTYPE or entities")
+    image, config = root.find("image"), root.find("machine_configuration")
+    if root.tag != "manifest" or image is None:
+        raise _invalid("the document is not an image manifest (<manifest><image>...)")
+    kernel, ramdisk = _text(config, "kernel_id"), _text(config, "ramdisk_id")
+    image_type = _text(image, "type") or (
+        "kernel" if kernel == EUCA_MARKER else "ramdisk" if ramdisk == EUCA_MARKER else "machine")
+    if image_type not in _PREFIX:
+        raise _invalid(f"the image type '{image_type}' is not machine, kernel or ramdisk")
+    if image_type != "machine":
+        kernel = ramdisk = ""  # a kernel or ramdisk boots nothing; "true" only marked its type
+    elif EUCA_MARKER in (kernel, ramdisk):
+        raise _invalid("a machine image's manifest marks it as a kernel or ramdisk")
+    architecture = _text(config, "architecture")
+    if architecture and architecture not in ARCHITECTURES:
+        raise _invalid(f"the architecture '{architecture}' is not one of {', '.join(ARCHITECTURES)}")
+    for tag in ("ec2_encrypted_key", "ec2_encrypted_iv"):
+        if not _HEX.match(_text(image, tag)):
+            raise _invalid(f"the manifest has no {tag} (hex) for the cloud to decrypt the image with")
+    return Manifest(image_type=image_type, architecture=architecture, kernel_id=kernel, ramdisk_id=ramdisk,
+                    size=_integer(_text(image, "size"), "image size"),
+                    bundled_size=_integer(_text(image, "bundled_size"), "bundled size", required=False),
+                    parts=_parts(image.find("parts")))
+
+
+def _parts(parts) -> tuple[str, ...]:
+    """The part file names in index order: indexes 0..count-1, each once, plain file names."""
+    if parts is None:
+        raise _invalid("the manifest lists no parts")
+    elements = parts.findall("part")
+    count = _integer(parts.get("count") or str(len(elements)), "parts count")
+    if not 1 <= count <= MAX_PARTS or count != len(elements):
+        raise _invalid(f"the manifest says {count} parts and lists {len(elements)} (1 to {MAX_PARTS} allowed)")
+    by_index: dict[int, str] = {}
+    for part in elements:
+        index, filename = _integer(part.get("index") or "", "part index"), _text(part, "filename")
+        if index >= count or index in by_index:
+            raise _invalid(f"the part index {index} is out of range or repeated")
+        if not filename or "/" in filename or "\\" in filename or filename in (".", "..") or len(filename) > 1024:
+            raise _invalid(f"the part file name '{filename}' is not a plain file name")
+        by_index[index] = filename
+    if len(set(by_index.values())) != count:
+        raise _invalid("the manifest names a part file twice")
+    return tuple(by_index[i] for i in range(count))
+
+
+# -- Walrus, with the caller's own credentials ------------------------------------------------------
 
 def _split_location(location: str) -> tuple[str, str]:
     bucket, _, key = location.lstrip("/").partition("/")
@@ -21,118 +152,489 @@ def _split_location(location: str) -> tuple[str, str]:
     return bucket, key
 
 
-def _head_object(ctx, bucket: str, key: str) -> dict:
-    """The image object's metadata, read from Walrus with the caller's own credentials."""
+def _s3(ctx):
     s3 = ctx.cloud.s3(ctx.credentials)
     if s3 is None:
         raise AWSError("InvalidParameterValue", "no Walrus is registered to hold images")
+    return s3
+
+
+def _walrus(call, bucket: str, key: str, what: str) -> dict:
+    """``call(Bucket=, Key=)``; an object the caller cannot read is InvalidManifest."""
     try:
-        return s3.head_object(Bucket=bucket, Key=key)
+        return call(Bucket=bucket, Key=key)
     except botocore.exceptions.ClientError as e:
         status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if status in (403, 404):
-            raise AWSError("InvalidManifest", f"cannot read image object {bucket}/{key} (HTTP {status})")
-        raise AWSError("InternalError", f"Walrus answered {status} for {bucket}/{key}", 500)
+            raise _invalid(f"cannot read {what} {bucket}/{key} (HTTP {status})") from None
+        raise AWSError("InternalError", f"Walrus answered {status} for {bucket}/{key}", 500) from None
     except botocore.exceptions.BotoCoreError as e:
         log.error("Walrus unreachable: %s", e)
-        raise AWSError("InternalError", "the image store is unreachable", 500)
+        raise AWSError("InternalError", "the image store is unreachable", 500) from None
+
+
+def _read_manifest(ctx, bucket: str, key: str) -> Manifest:
+    """The bundle's manifest, checked against the parts the caller can read in Walrus."""
+    s3 = _s3(ctx)
+    answer = _walrus(s3.get_object, bucket, key, "manifest")
+    if int(answer.get("ContentLength") or 0) > MAX_MANIFEST_BYTES:
+        raise _invalid(f"the manifest is larger than {MAX_MANIFEST_BYTES} bytes")
+    try:
+        data = answer["Body"].read(MAX_MANIFEST_BYTES + 1)
+    finally:
+        answer["Body"].close()
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise _invalid(f"the manifest is larger than {MAX_MANIFEST_BYTES} bytes")
+    manifest = parse_manifest(data)
+    folder = posixpath.dirname(key)
+    bundled = 0
+    for filename in manifest.parts:
+        part_key = posixpath.join(folder, filename) if folder else filename
+        bundled += int(_walrus(s3.head_object, bucket, part_key, "image part").get("ContentLength") or 0)
+    if manifest.bundled_size is not None and bundled != manifest.bundled_size:
+        raise _invalid(f"the parts hold {bundled} bytes, the manifest's bundled_size says {manifest.bundled_size}")
+    return manifest
+
+
+# -- RegisterImage ----------------------------------------------------------------------------------
+
+def checked_name(name: str | None) -> str:
+    """An AMI name as AWS allows it, else InvalidAMIName.Malformed."""
+    if not name:
+        raise AWSError("MissingParameter", "The request must contain the parameter name")
+    if not _NAME.match(name):
+        raise AWSError("InvalidAMIName.Malformed",
+                       "AMI names must be between 3 and 128 characters long, and may contain letters, numbers, "
+                       "'(', ')', '[', ']', ' ', '.', '/', '-', ''', '@' and '_'")
+    return name
+
+
+def _checked_description(description: str | None) -> str:
+    if description and len(description) > MAX_DESCRIPTION:
+        raise AWSError("InvalidParameterValue", f"The description must be at most {MAX_DESCRIPTION} characters.")
+    return description or ""
+
+
+def _check_register_options(params: dict) -> None:
+    for member in _UNSUPPORTED_REGISTER_MEMBERS:
+        if params.get(member) not in (None, "", []):
+            raise AWSError("InvalidParameterValue",
+                           f"The parameter {member} is not supported by this cloud's instance-store images.")
+    if params.get("EnaSupport"):
+        raise AWSError("InvalidParameterValue", "ENA is not supported by this cloud.")
+    if params.get("RootDeviceName") not in (None, ROOT_DEVICE):
+        raise AWSError("InvalidParameterValue", f"The root device of an instance-store image is {ROOT_DEVICE}.")
+    architecture = params.get("Architecture")
+    if architecture is not None and architecture not in ARCHITECTURES:
+        raise AWSError("InvalidParameterValue", f"Value ({architecture}) for parameter architecture is invalid. "
+                                                f"Expecting one of: {', '.join(ARCHITECTURES)}.")
+    if params.get("KernelId") == EUCA_MARKER and params.get("RamdiskId") == EUCA_MARKER:
+        raise AWSError("InvalidParameterValue", "An image is either a kernel or a ramdisk, not both.")
+
+
+def _raw_image_type(key: str, params: dict) -> str:
+    """A disk image object's type: euca-register's markers, else machine if it names a kernel or
+    ramdisk to boot with, else by its file name (vmlinuz*: kernel; initrd*, initramfs*, ramdisk*:
+    ramdisk), else machine."""
+    kernel, ramdisk = params.get("KernelId"), params.get("RamdiskId")
+    if EUCA_MARKER in (kernel, ramdisk):
+        return "kernel" if kernel == EUCA_MARKER else "ramdisk"
+    if kernel or ramdisk:
+        return "machine"
+    name = posixpath.basename(key).lower()
+    if name.startswith("vmlinuz"):
+        return "kernel"
+    if name.startswith(_RAMDISK_PREFIXES):
+        return "ramdisk"
+    return "machine"
+
+
+def _boot_image(ctx, image_id: str, image_type: str) -> str:
+    """``image_id`` if it is a kernel/ramdisk the caller may launch, else the AWS error."""
+    row = _visible(ctx, image_id)
+    if row is None:
+        raise not_found("InvalidAMIID.NotFound", "image id", image_id)
+    if row["image_type"] != image_type:
+        raise AWSError("InvalidParameterValue", f"The image '{image_id}' is not a {image_type} image.")
+    return image_id
+
+
+def _source(ctx, bucket: str, key: str, params: dict) -> dict:
+    """image_type, architecture, kernel_id, ramdisk_id and size of the image object or bundle."""
+    if key.endswith(MANIFEST_SUFFIX):
+        manifest = _read_manifest(ctx, bucket, key)
+        marked = "kernel" if params.get("KernelId") == EUCA_MARKER else \
+            "ramdisk" if params.get("RamdiskId") == EUCA_MARKER else manifest.image_type
+        if marked != manifest.image_type:
+            raise AWSError("InvalidParameterValue", f"The manifest's image is a {manifest.image_type} image.")
+        if manifest.architecture and params.get("Architecture") not in (None, manifest.architecture):
+            raise AWSError("InvalidParameterValue",
+                           f"The manifest's architecture is {manifest.architecture}, not {params['Architecture']}.")
+        return {"image_type": manifest.image_type, "architecture": manifest.architecture,
+                "kernel_id": manifest.kernel_id, "ramdisk_id": manifest.ramdisk_id, "size": manifest.size}
+    head = _walrus(_s3(ctx).head_object, bucket, key, "image object")
+    return {"image_type": _raw_image_type(key, params), "architecture": "", "kernel_id": "", "ramdisk_id": "",
+            "size": int(head.get("ContentLength") or 0)}
+
+
+def _boot_images(ctx, source: dict, params: dict) -> tuple[str, str]:
+    """(kernel id, ramdisk id) of the new image: the request's, else the manifest's; each a
+    visible image of the right type, and none for a kernel or ramdisk."""
+    chosen = []
+    for member, column, image_type in (("KernelId", "kernel_id", "kernel"), ("RamdiskId", "ramdisk_id", "ramdisk")):
+        requested = params.get(member)
+        image_id = source[column] if requested in (None, "", EUCA_MARKER) else requested
+        if image_id and source["image_type"] != "machine":
+            raise AWSError("InvalidParameterValue", f"A {source['image_type']} image cannot have a {member}.")
+        chosen.append(_boot_image(ctx, image_id, image_type) if image_id else "")
+    return chosen[0], chosen[1]
 
 
 def register_image(ctx, params):
+    """Registers a disk image object (``bucket/key``) or a bundle (``bucket/x.manifest.xml``)
+    the caller can read in Walrus, as an emi-, eki- or eri- image by its type."""
+    _check_register_options(params)
     location = params.get("ImageLocation")
     if not location:
         raise AWSError("MissingParameter", "ImageLocation is required (EBS-backed images are not supported)")
-    name = params.get("Name") or location.rsplit("/", 1)[-1]
+    name, description = checked_name(params.get("Name")), _checked_description(params.get("Description"))
     bucket, key = _split_location(location)
-    image_type = "kernel" if key.startswith("vmlinuz") or params.get("ImageType") == "kernel" else "machine"
-    for ref, code in (("KernelId", "eki"), ("RamdiskId", "eri")):
-        if params.get(ref) and not _visible(ctx, params[ref]):
-            raise not_found("InvalidAMIID.NotFound", "image id", params[ref])
+    tags = requested_tags(params, "image")
+    source = _source(ctx, bucket, key, params)
+    kernel_id, ramdisk_id = _boot_images(ctx, source, params)
+    row = {"image_id": ids.new_id(_PREFIX[source["image_type"]]), "account_id": ctx.account_id,
+           "location": f"{bucket}/{key}", "name": name, "description": description,
+           "architecture": source["architecture"] or params.get("Architecture") or "x86_64",
+           "image_type": source["image_type"], "state": "available", "kernel_id": kernel_id,
+           "ramdisk_id": ramdisk_id, "is_public": 0, "size": source["size"], "created": ids.now()}
+    virtualization = params.get("VirtualizationType")
+    if virtualization is not None and virtualization != _virtualization(row):
+        raise AWSError("InvalidParameterValue", f"This image is {_virtualization(row)}: paravirtual images "
+                                                "boot a kernel (KernelId), hvm images boot their own disk.")
     dry_run(params)
-    head = _head_object(ctx, bucket, key)
-    row = {"image_id": ids.new_id(_PREFIX[image_type]), "account_id": ctx.account_id, "location": f"{bucket}/{key}",
-           "name": name, "description": params.get("Description") or "",
-           "architecture": params.get("Architecture") or "x86_64", "image_type": image_type,
-           "state": "available", "kernel_id": params.get("KernelId") or "", "ramdisk_id": params.get("RamdiskId") or "",
-           "is_public": 0, "size": int(head.get("ContentLength") or 0), "created": ids.now()}
     table = ctx.cloud.store.db["images"]
     with ctx.cloud.store.atomic():
         if list(table.rows_where("account_id = ? AND name = ? AND state != 'deregistered'", [ctx.account_id, name])):
             raise AWSError("InvalidAMIName.Duplicate", f"AMI name {name} is already in use by AMI")
         table.insert(row)
+        add_tags(ctx, [row["image_id"]], tags, "image")
     return {"ImageId": row["image_id"]}
+
+
+# -- visibility -------------------------------------------------------------------------------------
+
+_VISIBLE = ("state != 'deregistered' AND (account_id = ? OR is_public = 1 OR image_id IN "
+            "(SELECT image_id FROM image_permissions WHERE grantee = ?))")
 
 
 def _visible(ctx, image_id: str) -> dict | None:
     rows = list(ctx.cloud.store.db["images"].rows_where(
-        "image_id = ? AND state != 'deregistered' AND (account_id = ? OR is_public = 1)", [image_id, ctx.account_id]))
+        f"image_id = ? AND {_VISIBLE}", [image_id, ctx.account_id, ctx.account_id]))
     return rows[0] if rows else None
 
 
 def visible_image(ctx, image_id: str) -> dict:
-    """The image if the caller may launch it, else InvalidAMIID.NotFound."""
+    """The image if the caller may launch it (its own, shared with its account, or public),
+    else InvalidAMIID.NotFound."""
     row = _visible(ctx, image_id)
     if row is None:
         raise not_found("InvalidAMIID.NotFound", "image id", image_id)
     return row
 
 
-def _image(row, ctx, tags: list[dict] = ()) -> dict:
+def _owned_image(ctx, image_id: str) -> dict:
+    """The caller's own image; one it only sees is AuthFailure (as AWS answers), one it
+    cannot see InvalidAMIID.NotFound."""
+    row = visible_image(ctx, image_id)
+    if row["account_id"] != ctx.account_id:
+        raise AWSError("AuthFailure", f"Not authorized for image:{image_id}")
+    return row
+
+
+def _grantees(ctx, image_ids: list[str]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {i: set() for i in image_ids}
+    for start in range(0, len(image_ids), 500):
+        chunk = image_ids[start:start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        for image_id, grantee in ctx.cloud.store.db.execute(
+                f"SELECT image_id, grantee FROM image_permissions WHERE image_id IN ({marks})", chunk):
+            out[image_id].add(grantee)
+    return out
+
+
+# -- DescribeImages ---------------------------------------------------------------------------------
+
+def _virtualization(row: dict) -> str:
+    return "hvm" if row["image_type"] == "machine" and not row["kernel_id"] else "paravirtual"
+
+
+def _image(row: dict, tags: list[dict] = ()) -> dict:
     out = {"ImageId": row["image_id"], "ImageLocation": row["location"], "State": row["state"],
            "OwnerId": row["account_id"], "Public": bool(row["is_public"]), "Architecture": row["architecture"],
            "ImageType": row["image_type"], "Name": row["name"], "RootDeviceType": "instance-store",
-           "VirtualizationType": "paravirtual" if row["kernel_id"] else "hvm", "Hypervisor": "kvm",
-           "CreationDate": ids.isoformat(row["created"])}
+           "VirtualizationType": _virtualization(row), "Hypervisor": HYPERVISOR,
+           "CreationDate": ids.isoformat(row["created"]), "BlockDeviceMappings": [], "ProductCodes": [],
+           "PlatformDetails": "Linux/UNIX", "UsageOperation": "RunInstances", "EnaSupport": False}
+    if row["image_type"] == "machine":
+        out["RootDeviceName"] = ROOT_DEVICE
     if tags:
         out["Tags"] = list(tags)
     return copy_present(out, row, {"Description": "description", "KernelId": "kernel_id", "RamdiskId": "ramdisk_id"})
 
 
+def _or_none(value):
+    """A filter value, or nothing to match when the image has none."""
+    return value if value else []
+
+
+def _none(row) -> list:
+    """The filter value of an attribute no image of this cloud has: nothing matches."""
+    return []
+
+
+_FILTERS = {
+    "architecture": lambda r: r["architecture"], "creation-date": lambda r: ids.isoformat(r["created"]),
+    "description": lambda r: _or_none(r["description"]), "ena-support": lambda r: "false",
+    "free-tier-eligible": lambda r: "false", "hypervisor": lambda r: HYPERVISOR, "image-allowed": lambda r: "true",
+    "image-id": lambda r: r["image_id"], "image-type": lambda r: r["image_type"],
+    "is-public": lambda r: "true" if r["is_public"] else "false", "kernel-id": lambda r: _or_none(r["kernel_id"]),
+    "manifest-location": lambda r: r["location"], "name": lambda r: r["name"],
+    "owner-id": lambda r: r["account_id"], "ramdisk-id": lambda r: _or_none(r["ramdisk_id"]),
+    "root-device-name": lambda r: ROOT_DEVICE if r["image_type"] == "machine" else [],
+    "root-device-type": lambda r: "instance-store", "state": lambda r: r["state"],
+    "virtualization-type": _virtualization,
+    **{name: _none for name in (
+        "block-device-mapping.delete-on-termination", "block-device-mapping.device-name",
+        "block-device-mapping.snapshot-id", "block-device-mapping.volume-size", "block-device-mapping.volume-type",
+        "block-device-mapping.encrypted", "deprecation-time", "owner-alias", "platform", "product-code",
+        "product-code.type", "source-image-id", "source-image-region", "source-instance-id", "sriov-net-support",
+        "state-reason-code", "state-reason-message")},
+}
+
+
+def _accounts(ctx, values: list[str] | None, allowed: set[str]) -> set[str]:
+    """Owners / ExecutableUsers: ``self`` as the caller's account id, the ``allowed`` words, or
+    account ids; anything else InvalidUserID.Malformed."""
+    out = set()
+    for value in values or []:
+        if value == "self":
+            out.add(ctx.account_id)
+        elif value in allowed or _ACCOUNT_ID.match(value or ""):
+            out.add(value)
+        else:
+            raise AWSError("InvalidUserID.Malformed", f'Invalid user id: "{value}"')
+    return out
+
+
+def _launchable_by(ctx, row: dict, grantees: set[str], who: str, every_account: bool) -> bool:
+    """Whether ``who`` (an account id, or ``all``) is granted launchPermission on the image
+    explicitly.  Another owner's grants to third accounts are not the caller's to see."""
+    if who == PUBLIC:
+        return bool(row["is_public"]) or PUBLIC in grantees
+    if who != ctx.account_id and row["account_id"] != ctx.account_id and not every_account:
+        return False
+    return who in grantees
+
+
 def describe_images(ctx, params):
-    """The caller's, public and (for the cloud admin asking with ``verbose``, an owner-id filter
-    or another account in Owners) every account's images."""
+    """The images the caller may launch (its own, shared with it, public; for the cloud admin
+    asking with ``verbose``, an owner-id filter or another account in Owners, every account's),
+    narrowed by ids, Owners, ExecutableUsers and filters, a page at a time."""
+    page = Page(params, PAGE_MIN, PAGE_MAX)
     every_account, wanted = sees_all_accounts(ctx, params.get("ImageIds"), params.get("Filters"))
-    every_account |= ctx.credentials.is_cloud_admin and bool(set(params.get("Owners") or []) - {"self", "amazon"})
+    if wanted and page.limit is not None:
+        raise AWSError("InvalidParameterCombination", "The parameter ImageIds cannot be used with the parameter "
+                                                      "maxResults")
+    owners = _accounts(ctx, params.get("Owners"), _OWNER_ALIASES)
+    executable = _accounts(ctx, params.get("ExecutableUsers"), {PUBLIC})
+    every_account |= ctx.credentials.is_cloud_admin and bool(owners - _OWNER_ALIASES - {ctx.account_id})
     if every_account:
         rows = list(ctx.cloud.store.db["images"].rows_where("state != 'deregistered'", order_by="image_id"))
     else:
-        rows = list(ctx.cloud.store.db["images"].rows_where(
-            "state != 'deregistered' AND (account_id = ? OR is_public = 1)", [ctx.account_id], order_by="image_id"))
+        rows = list(ctx.cloud.store.db["images"].rows_where(_VISIBLE, [ctx.account_id, ctx.account_id],
+                                                             order_by="image_id"))
     if wanted:
+        present = {r["image_id"] for r in rows}
         for image_id in wanted:
-            if not any(r["image_id"] == image_id for r in rows):
+            if image_id not in present:
                 raise not_found("InvalidAMIID.NotFound", "image id", image_id)
         rows = [r for r in rows if r["image_id"] in wanted]
-    owners = params.get("Owners")
-    if owners:
-        owners = {ctx.account_id if o == "self" else o for o in owners}
-        rows = [r for r in rows if r["account_id"] in owners]
-    executable = params.get("ExecutableUsers")
-    if executable:
-        rows = [r for r in rows if ("all" in executable and r["is_public"])
-                or ({"self", ctx.account_id} & set(executable))]
-    rows = apply_filters(rows, params.get("Filters"), {
-        "image-id": lambda r: r["image_id"], "name": lambda r: r["name"], "state": lambda r: r["state"],
-        "owner-id": lambda r: r["account_id"], "architecture": lambda r: r["architecture"],
-        "image-type": lambda r: r["image_type"], "manifest-location": lambda r: r["location"],
-        "is-public": lambda r: "true" if r["is_public"] else "false", "description": lambda r: r["description"],
-        "kernel-id": lambda r: r["kernel_id"], "ramdisk-id": lambda r: r["ramdisk_id"],
-        **tag_getters(ctx, [r["image_id"] for r in rows], lambda r: r["image_id"])})
-    tags = tag_sets(ctx, [r["image_id"] for r in rows])
-    return {"Images": [_image(r, ctx, tags[r["image_id"]]) for r in rows]}
-
-
-def deregister_image(ctx, params):
-    image_id = params["ImageId"]
-    rows = list(ctx.cloud.store.db["images"].rows_where(
-        "image_id = ? AND account_id = ? AND state != 'deregistered'", [image_id, ctx.account_id]))
-    if not rows:
-        raise not_found("InvalidAMIID.NotFound", "image id", image_id)
     dry_run(params)
-    with ctx.cloud.store.atomic():
-        ctx.cloud.store.db["images"].update(image_id, {"state": "deregistered"})
-        delete_resource_tags(ctx, [image_id])
+    if owners:
+        rows = [r for r in rows if r["account_id"] in owners]
+    if executable:
+        grants = _grantees(ctx, [r["image_id"] for r in rows])
+        rows = [r for r in rows
+                if any(_launchable_by(ctx, r, grants[r["image_id"]], who, every_account) for who in executable)]
+    getters = {**_FILTERS, **tag_getters(ctx, [r["image_id"] for r in rows], lambda r: r["image_id"])}
+    rows = apply_filters(rows, params.get("Filters"), getters)
+    rows, out = page.of(rows, lambda r: r["image_id"])
+    tags = tag_sets(ctx, [r["image_id"] for r in rows])
+    out["Images"] = [_image(r, tags[r["image_id"]]) for r in rows]
+    return out
+
+
+# -- image attributes -------------------------------------------------------------------------------
+
+def _checked_attribute(name: str | None, allowed: tuple[str, ...]) -> str:
+    if name not in allowed:
+        raise AWSError("InvalidParameterValue", f"Value ({name}) for parameter attribute is invalid. "
+                                                f"Expecting one of: {', '.join(allowed)}.")
+    return name
+
+
+def _value(text: str | None) -> dict:
+    """An AttributeValue: ``{"Value": text}``, or empty when there is none."""
+    return {"Value": text} if text else {}
+
+
+def describe_image_attribute(ctx, params):
+    """One attribute of the caller's own image; kernel and ramdisk are read-only here, product
+    codes and block device mappings always empty, and the rest AWS's defaults."""
+    attribute = _checked_attribute(params.get("Attribute"), ATTRIBUTES)
+    image_id = params["ImageId"]
+    row = _owned_image(ctx, image_id)
+    dry_run(params)
+    out: dict = {"ImageId": image_id}
+    if attribute == "description":
+        out["Description"] = _value(row["description"])
+    elif attribute in ("kernel", "ramdisk"):
+        out["KernelId" if attribute == "kernel" else "RamdiskId"] = _value(row[f"{attribute}_id"])
+    elif attribute == LAUNCH_PERMISSION:
+        grantees = _grantees(ctx, [image_id])[image_id] | ({PUBLIC} if row["is_public"] else set())
+        out["LaunchPermissions"] = ([{"Group": PUBLIC}] if PUBLIC in grantees else []) + \
+            [{"UserId": g} for g in sorted(grantees - {PUBLIC})]
+    elif attribute == "productCodes":
+        out["ProductCodes"] = []
+    elif attribute == "blockDeviceMapping":
+        out["BlockDeviceMappings"] = []
+    elif attribute == "lastLaunchedTime":
+        (last,) = ctx.cloud.store.db.execute("SELECT MAX(launch_time) FROM instances WHERE image_id = ?",
+                                             [image_id]).fetchone()
+        out["LastLaunchedTime"] = _value(last and ids.isoformat(last))
+    elif attribute == "deregistrationProtection":
+        out["DeregistrationProtection"] = {"Value": "disabled"}
+    return out
+
+
+def _grantee(permission: dict) -> str:
+    """The grantee of a launchPermission item: an account id, or ``all`` for the group."""
+    if permission.get("OrganizationArn") or permission.get("OrganizationalUnitArn"):
+        raise AWSError("InvalidParameterValue", "This cloud has no organizations to share images with.")
+    user_id, group = permission.get("UserId"), permission.get("Group")
+    if bool(user_id) == bool(group):
+        raise AWSError("InvalidParameterValue", "A launchPermission names either a UserId or a Group.")
+    if group and group != PUBLIC:
+        raise AWSError("InvalidAMIAttributeItemValue", f'Invalid attribute item value "{group}" for group item type.')
+    if user_id and not _ACCOUNT_ID.match(user_id):
+        raise AWSError("InvalidAMIAttributeItemValue",
+                       f'Invalid attribute item value "{user_id}" for userId item type.')
+    return group or user_id
+
+
+def _permission_changes(params: dict) -> tuple[set[str], set[str]]:
+    """(grantees to add, to remove) in either form: LaunchPermission {Add, Remove}, or
+    OperationType with UserIds and UserGroups."""
+    structured = params.get("LaunchPermission") or {}
+    add = {_grantee(p) for p in structured.get("Add") or []}
+    remove = {_grantee(p) for p in structured.get("Remove") or []}
+    listed = [{"UserId": u} for u in params.get("UserIds") or []] + \
+             [{"Group": g} for g in params.get("UserGroups") or []]
+    if listed:
+        operation = params.get("OperationType")
+        if operation not in ("add", "remove"):
+            raise AWSError("MissingParameter" if operation is None else "InvalidParameterValue",
+                           "The parameter OperationType must be 'add' or 'remove'.")
+        (add if operation == "add" else remove).update(_grantee(p) for p in listed)
+    if not add and not remove:
+        raise AWSError("MissingParameter", "The request must contain the parameter launchPermission")
+    return add, remove
+
+
+def _requested_attribute(params: dict) -> str:
+    """The one attribute a ModifyImageAttribute changes: description or launchPermission."""
+    for member in _UNSUPPORTED_MODIFY_MEMBERS:
+        if params.get(member) not in (None, [], {}):
+            raise AWSError("InvalidParameterValue", f"The parameter {member} is not supported by this cloud.")
+    attribute = params.get("Attribute")
+    if attribute is not None:
+        _checked_attribute(attribute, ("description", LAUNCH_PERMISSION))
+    wanted = {a for a, given in (
+        ("description", attribute == "description" or params.get("Description") is not None),
+        (LAUNCH_PERMISSION, attribute == LAUNCH_PERMISSION or any(
+            params.get(m) for m in ("LaunchPermission", "UserIds", "UserGroups")))) if given}
+    if len(wanted) != 1:
+        raise AWSError("InvalidParameterCombination" if wanted else "MissingParameter",
+                       "A ModifyImageAttribute changes exactly one attribute: description or launchPermission.")
+    return wanted.pop()
+
+
+def modify_image_attribute(ctx, params):
+    """Changes the description of the caller's image, or adds and removes its launch
+    permissions (account ids, or the group ``all``, which makes it public)."""
+    attribute = _requested_attribute(params)
+    if attribute == "description":
+        value = (params.get("Description") or {}).get("Value", params.get("Value"))
+        if value is None:
+            raise AWSError("MissingParameter", "The request must contain the parameter description")
+        description = _checked_description(value)
+    else:
+        add, remove = _permission_changes(params)
+    image_id = params["ImageId"]
+    with ctx.cloud.store.atomic() as db:
+        _owned_image(ctx, image_id)
+        dry_run(params)
+        if attribute == "description":
+            db["images"].update(image_id, {"description": description})
+            return {}
+        db.conn.executemany("INSERT OR IGNORE INTO image_permissions (image_id, grantee) VALUES (?, ?)",
+                            [(image_id, g) for g in sorted(add - remove)])
+        db.conn.executemany("DELETE FROM image_permissions WHERE image_id = ? AND grantee = ?",
+                            [(image_id, g) for g in sorted(remove)])
+        if PUBLIC in add | remove:
+            db["images"].update(image_id, {"is_public": int(PUBLIC in add - remove)})
     return {}
 
 
-HANDLERS = {"RegisterImage": register_image, "DescribeImages": describe_images, "DeregisterImage": deregister_image}
+def reset_image_attribute(ctx, params):
+    """Takes back every launch permission of the caller's image (only launchPermission resets)."""
+    _checked_attribute(params.get("Attribute"), (LAUNCH_PERMISSION,))
+    image_id = params["ImageId"]
+    with ctx.cloud.store.atomic() as db:
+        _owned_image(ctx, image_id)
+        dry_run(params)
+        db.execute("DELETE FROM image_permissions WHERE image_id = ?", [image_id])
+        db["images"].update(image_id, {"is_public": 0})
+    return {}
+
+
+# -- DeregisterImage, CreateImage -------------------------------------------------------------------
+
+def deregister_image(ctx, params):
+    """Deregisters the caller's image with its launch permissions and tags; instances running it
+    go on running, as in AWS.  The objects in Walrus stay: they are the caller's to delete."""
+    image_id = params["ImageId"]
+    with ctx.cloud.store.atomic() as db:
+        _owned_image(ctx, image_id)
+        dry_run(params)
+        db["images"].update(image_id, {"state": "deregistered", "is_public": 0})
+        db.execute("DELETE FROM image_permissions WHERE image_id = ?", [image_id])
+        delete_resource_tags(ctx, [image_id])
+    return {"Return": True, "DeleteSnapshotResults": []}
+
+
+def create_image(ctx, params):
+    """Refused after validation: making an image of a running instance needs the NC to copy
+    the instance's disk into Walrus, which it cannot do yet (the compute issue)."""
+    checked_name(params.get("Name"))
+    _checked_description(params.get("Description"))
+    own_instance(ctx, params["InstanceId"])
+    raise AWSError("Unsupported", "CreateImage is not supported by this cloud yet: the node controllers cannot "
+                                  "copy an instance's disk into Walrus. Bundle the disk (euca-bundle-image), "
+                                  "upload the bundle (euca-upload-bundle) and register its manifest with "
+                                  "RegisterImage instead.")
+
+
+HANDLERS = {"RegisterImage": register_image, "DescribeImages": describe_images, "DeregisterImage": deregister_image,
+            "DescribeImageAttribute": describe_image_attribute, "ModifyImageAttribute": modify_image_attribute,
+            "ResetImageAttribute": reset_image_attribute, "CreateImage": create_image}

@@ -1,8 +1,17 @@
-"""Instances: RunInstances, DescribeInstances, TerminateInstances.
+"""Instances: Run/Describe/Terminate, Stop/Start/Reboot, GetConsoleOutput, DescribeInstanceStatus,
+Describe/ModifyInstanceAttribute.
 
 The CLC records each instance before it asks a cluster to run it, so an
 acknowledged instance is never lost; its state then follows what the cluster
-reports (see clc.poller).
+reports (see clc.poller). Stop, start and reboot change the record first and then
+ask the instance's cluster, which forwards to the node that runs it; if the cluster
+does not answer, the poller asks again.
+
+Stopping is allowed for our instance-store instances (AWS allows it only for EBS-backed
+ones): the root disk stays on its node, and the instance starts again there. A stopped
+instance keeps counting against the instances/cores/memory quotas (clc.quotas counts
+every state but shutting-down and terminated), so StartInstances checks no quota;
+resizing a stopped instance checks the difference.
 """
 
 import base64
@@ -13,7 +22,7 @@ import uuid
 from eucacore import ids, soap
 from eucacore.awsapi.errors import AWSError
 from clc.ec2.access import sees_all_accounts
-from clc.ec2.common import apply_filters, copy_present, dry_run, not_found
+from clc.ec2.common import Page, apply_filters, copy_present, dry_run, not_found
 from clc.ec2.images import visible_image
 from clc.ec2.keypairs import public_key
 from clc.ec2.securitygroups import resolve_groups
@@ -25,6 +34,16 @@ log = logging.getLogger("eucalyptus.clc.instances")
 
 STATE_CODES = {"pending": 0, "running": 16, "shutting-down": 32, "terminated": 48, "stopping": 64, "stopped": 80}
 IMAGE_URL_LIFETIME = 6 * 3600
+CONSOLE_TAIL = 64 * 1024
+MAX_USER_DATA = 16 * 1024
+MAX_CLIENT_TOKEN = 64
+ROOT_DEVICE = "/dev/sda1"
+#: StateReason of an instance stopped by its owner, and of one whose guest shut itself down.
+USER_STOP = "Client.UserInitiatedShutdown: User initiated shutdown"
+GUEST_STOP = "Client.InstanceInitiatedShutdown: Instance initiated shutdown"
+SHUTDOWN_BEHAVIORS = ("stop", "terminate")
+#: The instances column of instanceInitiatedShutdownBehavior ('stop' | 'terminate').
+BEHAVIOR_COLUMN = "shutdown_behavior"
 
 
 def _mac(instance_id: str) -> str:
@@ -32,6 +51,28 @@ def _mac(instance_id: str) -> str:
     h = instance_id.split("-", 1)[1][:8].rjust(8, "0")
     return "d0:0d:" + ":".join(h[i:i + 2] for i in range(0, 8, 2))
 
+
+def _state(name: str) -> dict:
+    return {"Code": STATE_CODES[name], "Name": name}
+
+
+def _incorrect_state(instance_id: str, what: str) -> AWSError:
+    return AWSError("IncorrectInstanceState", f"The instance '{instance_id}' is not in a state from which it can "
+                                              f"be {what}.")
+
+
+def shutdown_behavior(row: dict) -> str:
+    return row.get(BEHAVIOR_COLUMN) or "stop"
+
+
+def _checked_behavior(value: str) -> str:
+    if value not in SHUTDOWN_BEHAVIORS:
+        raise AWSError("InvalidParameterValue", f"Value ({value}) for parameter instanceInitiatedShutdownBehavior "
+                                                f"is invalid. Expected: 'stop' or 'terminate'.")
+    return value
+
+
+# -- RunInstances ------------------------------------------------------------------------------------
 
 def _choose_zone(ctx, vm: dict, count: int, zone: str | None) -> tuple[dict, int]:
     """The cluster to run in and how many instances fit there (at least ``count`` or an error)."""
@@ -68,10 +109,76 @@ def _image_url(ctx, image: dict) -> str:
                                      ExpiresIn=IMAGE_URL_LIFETIME)
 
 
+def _boot_images(ctx, params: dict, image: dict) -> dict[str, dict | None]:
+    """The kernel and ramdisk to boot: the request's (the caller's visible eki-/eri- images,
+    else InvalidAMIID.NotFound) or the machine image's own, as far as they still exist."""
+    out = {}
+    for member, prefix, column in (("KernelId", "eki", "kernel_id"), ("RamdiskId", "eri", "ramdisk_id")):
+        if params.get(member):
+            row = visible_image(ctx, params[member])
+            if not row["image_id"].startswith(prefix + "-"):
+                raise not_found("InvalidAMIID.NotFound", "image id", params[member])
+            out[column] = row
+        elif image[column]:
+            found = list(ctx.cloud.store.db["images"].rows_where("image_id = ? AND state != 'deregistered'",
+                                                                 [image[column]]))
+            out[column] = found[0] if found else None
+            if out[column] is None:
+                log.warning("image %s: its %s %s is gone; booting without it", image["image_id"], column,
+                            image[column])
+        else:
+            out[column] = None
+    return out
+
+
+def _user_data(params: dict) -> str:
+    user_data = params.get("UserData") or ""
+    return user_data.decode("latin-1") if isinstance(user_data, bytes) else user_data
+
+
+def _token_rows(ctx, token: str) -> list[dict]:
+    return list(ctx.cloud.store.db["instances"].rows_where(
+        "account_id = ? AND client_token = ?", [ctx.account_id, token], order_by="launch_index"))
+
+
+def _replay(ctx, rows: list[dict], params: dict) -> dict:
+    """RunInstances again with a ClientToken already used: the original reservation, if the
+    request is the same one, else IdempotentParameterMismatch."""
+    first, groups = rows[0], _group_refs(ctx.cloud, rows[:1])[rows[0]["instance_id"]]
+    zone = (params.get("Placement") or {}).get("AvailabilityZone")
+    same = (first["image_id"] == params["ImageId"]
+            and first["instance_type"] == (params.get("InstanceType") or "m1.small")
+            and first["key_name"] == (params.get("KeyName") or "") and first["user_data"] == _user_data(params)
+            and params.get("KernelId") in (None, first["kernel_id"])
+            and params.get("RamdiskId") in (None, first["ramdisk_id"]) and zone in (None, first["zone"])
+            and int(params.get("MinCount", 1)) <= len(rows) <= int(params.get("MaxCount", 1))
+            and set(params.get("SecurityGroups") or []) <= {g["GroupName"] for g in groups}
+            and set(params.get("SecurityGroupIds") or []) <= {g["GroupId"] for g in groups})
+    if not same:
+        raise AWSError("IdempotentParameterMismatch", "The client token you have provided is associated with a "
+                                                      "resource that has different parameters.")
+    tags = tag_sets(ctx, [r["instance_id"] for r in rows])
+    return {"ReservationId": first["reservation_id"], "OwnerId": ctx.account_id, "Groups": groups,
+            "Instances": [_instance(r, tags[r["instance_id"]], groups) for r in rows]}
+
+
 def run_instances(ctx, params):
+    token = params.get("ClientToken") or ""
+    if len(token) > MAX_CLIENT_TOKEN:
+        raise AWSError("InvalidParameterValue", f"ClientToken must be at most {MAX_CLIENT_TOKEN} characters")
+    if token and (earlier := _token_rows(ctx, token)):
+        dry_run(params)
+        return _replay(ctx, earlier, params)
     image = visible_image(ctx, params["ImageId"])
     if image["image_type"] != "machine":
         raise AWSError("InvalidParameterValue", f"{image['image_id']} is not a machine image")
+    boot = _boot_images(ctx, params, image)
+    for row in (image, *(b for b in boot.values() if b)):
+        if row["location"].endswith(".manifest.xml"):
+            # The NCs fetch raw image objects; decrypting bundles on the way into their cache
+            # comes with the compute issue.  Refuse rather than hand a node a manifest as a disk.
+            raise AWSError("Unsupported", f"{row['image_id']} is a bundled image: node controllers cannot "
+                           "decrypt bundles yet; register the raw disk image instead")
     min_count, max_count = int(params.get("MinCount", 1)), int(params.get("MaxCount", 1))
     if min_count < 1 or max_count < min_count:
         raise AWSError("InvalidParameterValue", "MinCount must be at least 1 and no more than MaxCount")
@@ -82,9 +189,7 @@ def run_instances(ctx, params):
     key_name = params.get("KeyName")
     if key_name and public_key(ctx.cloud, ctx.account_id, key_name) is None:
         raise not_found("InvalidKeyPair.NotFound", "key pair", key_name)
-    user_data = params.get("UserData") or ""
-    if isinstance(user_data, bytes):
-        user_data = user_data.decode("latin-1")
+    behavior = _checked_behavior(params.get("InstanceInitiatedShutdownBehavior") or "stop")
     zone = (params.get("Placement") or {}).get("AvailabilityZone")
     tags = requested_tags(params, "instance")
     groups = resolve_groups(ctx, params.get("SecurityGroups"), params.get("SecurityGroupIds"))
@@ -92,19 +197,11 @@ def run_instances(ctx, params):
     dry_run(params)
     cluster, free = _choose_zone(ctx, vm, min_count, zone)
     count = min(max_count, free)
-    reservation_id = ids.new_id("r")
-    now = ids.now()
-    rows = []
-    for index in range(count):
-        instance_id = ids.new_id("i")
-        rows.append({"instance_id": instance_id, "reservation_id": reservation_id, "account_id": ctx.account_id,
-                     "user_id": ctx.credentials.user_id, "image_id": image["image_id"],
-                     "kernel_id": image["kernel_id"], "ramdisk_id": image["ramdisk_id"], "instance_type": type_name,
-                     "key_name": key_name or "", "zone": cluster["partition"], "state": "pending", "reason": "",
-                     "launch_time": now, "launch_index": index, "user_data": user_data, "mac": _mac(instance_id),
-                     "private_ip": "", "public_ip": "", "node": "", "groups": ",".join(group_names),
-                     "updated": now})
+    rows = _new_rows(ctx, params, count, image=image, boot=boot, zone=cluster["partition"], type_name=type_name,
+                     group_names=group_names, behavior=behavior)
     with ctx.cloud.store.atomic():
+        if token and (earlier := _token_rows(ctx, token)):  # the same request, answered meanwhile
+            return _replay(ctx, earlier, params)
         per_instance = {"instances": 1, "cores": vm["cores"], "memory": vm["memory"]}
         fits = ctx.cloud.quotas.room(ctx.account_id, per_instance, len(rows))
         if fits < min_count:
@@ -112,15 +209,7 @@ def run_instances(ctx, params):
         del rows[fits:]
         ctx.cloud.store.db["instances"].insert_all(rows)
         add_tags(ctx, [r["instance_id"] for r in rows], tags, "instance")
-    request = {
-        "correlationId": ctx.request_id, "userId": ctx.credentials.user_id, "reservationId": reservation_id,
-        "instanceIds": [r["instance_id"] for r in rows], "uuids": [str(uuid.uuid4()) for _ in rows],
-        "macAddresses": [r["mac"] for r in rows], "minCount": min_count, "maxCount": count,
-        "instanceType": {"name": type_name, "memory": vm["memory"], "cores": vm["cores"], "disk": vm["disk"]},
-        "imageId": image["image_id"], "imageURL": _image_url(ctx, image), "ownerId": ctx.account_id,
-        "accountId": ctx.account_id, "keyName": key_name or "", "userData": user_data,
-        "launchIndex": 0, "platform": "linux", "groupNames": group_names,
-    }
+    request = _run_request(ctx, rows, image, boot, min_count)
     try:
         reply = ctx.cloud.cc(cluster).RunInstances(**request)
     except (soap.Fault, *soap.TransportError) as e:
@@ -135,8 +224,47 @@ def run_instances(ctx, params):
             r["node"] = nodes.get(r["instance_id"], "")
             ctx.cloud.store.db["instances"].update(r["instance_id"], {"node": r["node"]})
     refs = [{"GroupName": g["name"], "GroupId": g["group_id"]} for g in groups]
-    return {"ReservationId": reservation_id, "OwnerId": ctx.account_id, "Groups": refs,
+    return {"ReservationId": rows[0]["reservation_id"], "OwnerId": ctx.account_id, "Groups": refs,
             "Instances": [_instance(r, tags, refs) for r in rows]}
+
+
+def _new_rows(ctx, params: dict, count: int, *, image: dict, boot: dict, zone: str, type_name: str,
+              group_names: list[str], behavior: str) -> list[dict]:
+    """The records of ``count`` new instances of one reservation, pending."""
+    reservation_id, now = ids.new_id("r"), ids.now()
+    behavior_column = {BEHAVIOR_COLUMN: behavior}
+    rows = []
+    for index in range(count):
+        instance_id = ids.new_id("i")
+        rows.append({"instance_id": instance_id, "reservation_id": reservation_id, "account_id": ctx.account_id,
+                     "user_id": ctx.credentials.user_id, "image_id": image["image_id"],
+                     "kernel_id": (boot["kernel_id"] or {}).get("image_id") or image["kernel_id"],
+                     "ramdisk_id": (boot["ramdisk_id"] or {}).get("image_id") or image["ramdisk_id"],
+                     "instance_type": type_name, "key_name": params.get("KeyName") or "", "zone": zone,
+                     "state": "pending", "reason": "", "launch_time": now, "launch_index": index,
+                     "user_data": _user_data(params), "mac": _mac(instance_id), "private_ip": "", "public_ip": "",
+                     "node": "", "groups": ",".join(group_names), "updated": now,
+                     "client_token": params.get("ClientToken") or "",
+                     "disable_api_termination": int(bool(params.get("DisableApiTermination"))), **behavior_column})
+    return rows
+
+
+def _run_request(ctx, rows: list[dict], image: dict, boot: dict, min_count: int) -> dict:
+    """The cluster's RunInstances of the new instances ``rows``."""
+    first, vm = rows[0], _vm(ctx.cloud, rows[0]["instance_type"])
+    request = {
+        "correlationId": ctx.request_id, "userId": ctx.credentials.user_id, "reservationId": first["reservation_id"],
+        "instanceIds": [r["instance_id"] for r in rows], "uuids": [str(uuid.uuid4()) for _ in rows],
+        "macAddresses": [r["mac"] for r in rows], "minCount": min_count, "maxCount": len(rows),
+        "instanceType": vm, "imageId": image["image_id"], "imageURL": _image_url(ctx, image),
+        "ownerId": ctx.account_id, "accountId": ctx.account_id, "keyName": first["key_name"],
+        "userData": first["user_data"], "launchIndex": 0, "platform": "linux",
+        "groupNames": [g for g in first["groups"].split(",") if g],
+    }
+    for column, field in (("kernel_id", "kernel"), ("ramdisk_id", "ramdisk")):
+        if boot[column]:
+            request[f"{field}Id"], request[f"{field}URL"] = boot[column]["image_id"], _image_url(ctx, boot[column])
+    return request
 
 
 def _end(ctx, instance_ids: list[str], reason: str) -> None:
@@ -160,6 +288,8 @@ def record_state_change(cloud, row: dict, state: str) -> None:
         disassociate_instance(cloud, row["instance_id"])
 
 
+# -- how instances look ------------------------------------------------------------------------------
+
 def _group_refs(cloud, rows: list[dict]) -> dict[str, list[dict]]:
     """Each instance's security groups as EC2 shows them (name and id), by instance id."""
     ids_by_name = {(g["account_id"], g["name"]): g["group_id"] for g in cloud.store.db.query(
@@ -169,19 +299,22 @@ def _group_refs(cloud, rows: list[dict]) -> dict[str, list[dict]]:
                                for name in (r["groups"] or "").split(",") if name] for r in rows}
 
 
+def _virtualization(row: dict) -> str:
+    return "paravirtual" if row["kernel_id"] else "hvm"
+
+
 def _instance(row: dict, tags: list[dict] = (), groups: list[dict] = ()) -> dict:
-    out = {"InstanceId": row["instance_id"], "ImageId": row["image_id"],
-           "State": {"Code": STATE_CODES[row["state"]], "Name": row["state"]},
+    out = {"InstanceId": row["instance_id"], "ImageId": row["image_id"], "State": _state(row["state"]),
            "PrivateDnsName": "", "PublicDnsName": "", "StateTransitionReason": row["reason"] or "",
            "AmiLaunchIndex": row["launch_index"], "InstanceType": row["instance_type"],
            "LaunchTime": ids.isoformat(row["launch_time"]), "Placement": {"AvailabilityZone": row["zone"],
                                                                           "Tenancy": "default"},
            "Monitoring": {"State": "disabled"}, "Architecture": "x86_64", "RootDeviceType": "instance-store",
-           "VirtualizationType": "hvm", "Hypervisor": "kvm", "ClientToken": "",
-           "SecurityGroups": list(groups)}
+           "RootDeviceName": ROOT_DEVICE, "VirtualizationType": _virtualization(row), "Hypervisor": "kvm",
+           "ClientToken": row["client_token"], "SecurityGroups": list(groups)}
     copy_present(out, row, {"KeyName": "key_name", "KernelId": "kernel_id", "RamdiskId": "ramdisk_id",
                             "PrivateIpAddress": "private_ip", "PublicIpAddress": "public_ip"})
-    if row["state"] == "terminated" and row["reason"]:
+    if row["state"] in ("terminated", "stopping", "stopped") and row["reason"]:
         out["StateReason"] = {"Code": row["reason"].split(":", 1)[0], "Message": row["reason"]}
     if tags:
         out["Tags"] = list(tags)
@@ -198,6 +331,28 @@ def _visible_instances(ctx, every_account: bool = False) -> list[dict]:
     return list(ctx.cloud.store.db["instances"].rows_where(where, args, order_by="launch_time, launch_index"))
 
 
+def _own_instances(ctx, instance_ids: list[str]) -> list[dict]:
+    """The caller's instances of ``instance_ids`` (each once, in request order); an id that is
+    not one of them, another account's included, is InvalidInstanceID.NotFound."""
+    horizon = ids.now() - 60 * ctx.cloud.properties.get("cloud.vmstate.terminated_time")
+    rows = {r["instance_id"]: r for r in ctx.cloud.store.db["instances"].rows_where(
+        "account_id = ? AND instance_id IN (SELECT value FROM json_each(?)) "
+        "AND (state != 'terminated' OR updated >= ?)",
+        [ctx.account_id, json.dumps(list(instance_ids)), horizon])}
+    for instance_id in instance_ids:
+        if instance_id not in rows:
+            raise not_found("InvalidInstanceID.NotFound", "instance ID", instance_id)
+    return [rows[i] for i in dict.fromkeys(instance_ids)]
+
+
+def _page_key(row: dict) -> tuple[str, str, str]:
+    return f"{row['launch_time']:020.6f}", f"{row['launch_index']:08d}", row["instance_id"]
+
+
+def _reason_code(row: dict) -> str:
+    return row["reason"].split(":", 1)[0] if ":" in (row["reason"] or "") else ""
+
+
 _FILTERS = {
     "instance-id": lambda r: r["instance_id"], "image-id": lambda r: r["image_id"],
     "instance-state-name": lambda r: r["state"], "instance-state-code": lambda r: STATE_CODES[r["state"]],
@@ -206,51 +361,103 @@ _FILTERS = {
     "owner-id": lambda r: r["account_id"], "kernel-id": lambda r: r["kernel_id"],
     "ramdisk-id": lambda r: r["ramdisk_id"], "private-ip-address": lambda r: r["private_ip"],
     "ip-address": lambda r: r["public_ip"], "launch-index": lambda r: r["launch_index"],
+    "dns-name": lambda r: "", "private-dns-name": lambda r: "", "client-token": lambda r: r["client_token"],
+    "architecture": lambda r: "x86_64", "hypervisor": lambda r: "kvm", "root-device-type": lambda r: "instance-store",
+    "root-device-name": lambda r: ROOT_DEVICE, "virtualization-type": _virtualization,
+    "launch-time": lambda r: ids.isoformat(r["launch_time"]), "monitoring-state": lambda r: "disabled",
+    "tenancy": lambda r: "default", "platform": lambda r: [], "product-code": lambda r: [],
+    "reason": lambda r: r["reason"], "state-reason-code": _reason_code,
+    "state-reason-message": lambda r: r["reason"] if _reason_code(r) else "",
 }
+
+
+def _group_filters(groups: dict[str, list[dict]]) -> dict:
+    ids_of = lambda r: [g["GroupId"] for g in groups[r["instance_id"]]]  # noqa: E731
+    names_of = lambda r: [g["GroupName"] for g in groups[r["instance_id"]]]  # noqa: E731
+    return {"group-id": ids_of, "instance.group-id": ids_of, "group-name": names_of, "instance.group-name": names_of}
 
 
 def describe_instances(ctx, params):
     every_account, wanted = sees_all_accounts(ctx, params.get("InstanceIds"), params.get("Filters"))
+    page = Page(params)
+    if wanted and params.get("MaxResults") is not None:
+        raise AWSError("InvalidParameterCombination",
+                       "The parameter instancesSet cannot be used with the parameter maxResults")
     rows = _visible_instances(ctx, every_account)
     if wanted:
         for instance_id in wanted:
             if not any(r["instance_id"] == instance_id for r in rows):
                 raise not_found("InvalidInstanceID.NotFound", "instance ID", instance_id)
         rows = [r for r in rows if r["instance_id"] in wanted]
-    rows = apply_filters(rows, params.get("Filters"), {
-        **_FILTERS, **tag_getters(ctx, [r["instance_id"] for r in rows], lambda r: r["instance_id"])})
-    tags = tag_sets(ctx, [r["instance_id"] for r in rows])
     groups = _group_refs(ctx.cloud, rows)
+    rows = apply_filters(rows, params.get("Filters"), {
+        **_FILTERS, **_group_filters(groups),
+        **tag_getters(ctx, [r["instance_id"] for r in rows], lambda r: r["instance_id"])})
+    dry_run(params)
+    rows, more = page.of(sorted(rows, key=_page_key), _page_key)
+    tags = tag_sets(ctx, [r["instance_id"] for r in rows])
     reservations: dict[str, dict] = {}
     for r in rows:
         res = reservations.setdefault(r["reservation_id"], {
             "ReservationId": r["reservation_id"], "OwnerId": r["account_id"],
             "Groups": groups[r["instance_id"]], "Instances": []})
         res["Instances"].append(_instance(r, tags[r["instance_id"]], groups[r["instance_id"]]))
-    return {"Reservations": list(reservations.values())}
+    return {"Reservations": list(reservations.values()), **more}
+
+
+# -- changes of state -------------------------------------------------------------------------------
+
+def _transition(ctx, rows: list[dict], moves: dict[str, str], reason: str,
+                **columns) -> tuple[list[dict], list[dict]]:
+    """Move each instance whose state is a key of ``moves`` to that key's value (with
+    ``reason`` and ``columns``); the others stay. Returns (EC2's state change of each
+    instance, the rows that moved as they are now)."""
+    changes, moved = [], []
+    with ctx.cloud.store.atomic():
+        for row in rows:
+            previous = row["state"]
+            current = moves.get(previous, previous)
+            if current != previous:
+                ctx.cloud.store.db["instances"].update(row["instance_id"], {
+                    "state": current, "reason": reason, "updated": ids.now(), **columns})
+                record_state_change(ctx.cloud, row, current)
+                moved.append({**row, "state": current, "reason": reason, **columns})
+            changes.append({"InstanceId": row["instance_id"], "CurrentState": _state(current),
+                            "PreviousState": _state(previous)})
+    return changes, moved
+
+
+def _clusters(ctx) -> dict[str, dict]:
+    return {c["partition"]: c for c in ctx.cloud.clusters()}
+
+
+def _ask_cluster(ctx, zone: str, operation: str, **request):
+    """``operation`` of the zone's cluster; a cluster that fails is logged (the poller asks
+    again) and None returned. A soap.Fault of the cluster is raised."""
+    cluster = _clusters(ctx).get(zone)
+    if cluster is None:
+        log.warning("no cluster for zone %s: %s not sent", zone, operation)
+        return None
+    try:
+        return getattr(ctx.cloud.cc(cluster), operation)(correlationId=ctx.request_id, **request)
+    except soap.TransportError as e:
+        log.warning("cluster %s: %s failed: %s", zone, operation, e)
+        return None
 
 
 def terminate_instances(ctx, params):
-    rows = {r["instance_id"]: r for r in _visible_instances(ctx)}
-    for instance_id in params["InstanceIds"]:
-        if instance_id not in rows:
-            raise not_found("InvalidInstanceID.NotFound", "instance ID", instance_id)
+    rows = _own_instances(ctx, params["InstanceIds"])
+    for row in rows:
+        if row["disable_api_termination"] and row["state"] != "terminated":
+            raise AWSError("OperationNotPermitted", f"The instance '{row['instance_id']}' may not be terminated. "
+                                                    f"Modify its 'disableApiTermination' instance attribute and "
+                                                    f"try again.")
     dry_run(params)
-    changes, by_zone = [], {}
-    with ctx.cloud.store.atomic():
-        for instance_id in params["InstanceIds"]:
-            row = rows[instance_id]
-            previous = row["state"]
-            current = previous if previous == "terminated" else "shutting-down"
-            if previous != current:
-                ctx.cloud.store.db["instances"].update(instance_id, {"state": current, "reason": "User initiated",
-                                                                      "updated": ids.now()})
-                record_state_change(ctx.cloud, row, current)
-                by_zone.setdefault(row["zone"], []).append(instance_id)
-            changes.append({"InstanceId": instance_id,
-                            "CurrentState": {"Code": STATE_CODES[current], "Name": current},
-                            "PreviousState": {"Code": STATE_CODES[previous], "Name": previous}})
-    clusters = {c["partition"]: c for c in ctx.cloud.clusters()}
+    moves = {state: "shutting-down" for state in STATE_CODES if state != "terminated"}
+    changes, moved = _transition(ctx, rows, moves, "User initiated")
+    clusters, by_zone = _clusters(ctx), {}
+    for row in moved:
+        by_zone.setdefault(row["zone"], []).append(row["instance_id"])
     for zone, instance_ids in by_zone.items():
         cluster = clusters.get(zone)
         if cluster is None:
@@ -264,9 +471,272 @@ def terminate_instances(ctx, params):
     return {"TerminatingInstances": changes}
 
 
+def _require(rows: list[dict], states: tuple[str, ...], what: str) -> None:
+    for row in rows:
+        if row["state"] not in states:
+            raise _incorrect_state(row["instance_id"], what)
+
+
+def stop_instances(ctx, params):
+    if params.get("Hibernate"):
+        raise AWSError("UnsupportedHibernationConfiguration", "Hibernation is not supported by this cloud")
+    rows = _own_instances(ctx, params["InstanceIds"])
+    _require(rows, ("running", "stopping", "stopped"), "stopped")
+    dry_run(params)
+    force = bool(params.get("Force"))
+    changes, moved = _transition(ctx, rows, {"running": "stopping"}, USER_STOP)
+    # Force also pulls the plug of an instance that is still shutting down.
+    for row in moved + [r for r in rows if force and r["state"] == "stopping"]:
+        try:
+            _ask_cluster(ctx, row["zone"], "StopInstance", instanceId=row["instance_id"], force=force)
+        except soap.Fault as e:
+            log.warning("stop %s: %s", row["instance_id"], e.message)
+    return {"StoppingInstances": changes}
+
+
+def _vm(cloud, type_name: str) -> dict:
+    vm = cloud.instance_types()[type_name]
+    return {"name": type_name, "memory": vm["memory"], "cores": vm["cores"], "disk": vm["disk"]}
+
+
+def start_instances(ctx, params):
+    rows = _own_instances(ctx, params["InstanceIds"])
+    _require(rows, ("stopped", "pending", "running"), "started")
+    dry_run(params)
+    changes, moved = _transition(ctx, rows, {"stopped": "pending"}, "", launch_time=ids.now())
+    full = []
+    for row in moved:
+        try:
+            _ask_cluster(ctx, row["zone"], "StartInstance", instanceId=row["instance_id"],
+                         instanceType=_vm(ctx.cloud, row["instance_type"]))
+        except soap.Fault as e:
+            log.warning("start %s: %s", row["instance_id"], e.message)
+            if "InsufficientInstanceCapacity" in (e.code or ""):
+                full.append(row)
+    if full:
+        _transition(ctx, full, {"pending": "stopped"}, "Server.InsufficientInstanceCapacity: Insufficient capacity")
+        raise AWSError("InsufficientInstanceCapacity", "There is not enough capacity to start "
+                       + ", ".join(r["instance_id"] for r in full) + " on the node that holds its disk")
+    return {"StartingInstances": changes}
+
+
+def reboot_instances(ctx, params):
+    rows = _own_instances(ctx, params["InstanceIds"])
+    _require(rows, ("running", "shutting-down", "terminated"), "rebooted")  # EC2 ignores ending ones
+    dry_run(params)
+    by_zone = {}
+    for row in rows:
+        if row["state"] == "running":
+            by_zone.setdefault(row["zone"], []).append(row["instance_id"])
+    for zone, instance_ids in by_zone.items():
+        try:
+            _ask_cluster(ctx, zone, "RebootInstances", instanceIds=instance_ids)
+        except soap.Fault as e:
+            log.warning("cluster %s: RebootInstances failed: %s", zone, e.message)
+    return {}
+
+
+def get_console_output(ctx, params):
+    (row,) = _own_instances(ctx, [params["InstanceId"]])
+    dry_run(params)
+    output = ""
+    if row["state"] not in ("pending", "terminated"):
+        try:
+            reply = _ask_cluster(ctx, row["zone"], "GetConsoleOutput", instanceId=row["instance_id"])
+            output = (reply.consoleOutput if reply is not None else "") or ""
+        except soap.Fault as e:
+            log.warning("console output of %s: %s", row["instance_id"], e.message)
+    data = base64.b64decode(output)[-CONSOLE_TAIL:]
+    out = {"InstanceId": row["instance_id"], "Timestamp": ids.isoformat(ids.now())}
+    if data:
+        out["Output"] = base64.b64encode(data).decode()
+    return out
+
+
+# -- DescribeInstanceStatus --------------------------------------------------------------------------
+
+def _status(row: dict) -> tuple[str, str]:
+    """(status, reachability) of both the instance and system checks: we check no more than
+    that the instance runs."""
+    return {"running": ("ok", "passed"), "pending": ("initializing", "initializing")}.get(
+        row["state"], ("not-applicable", ""))
+
+
+def _status_summary(row: dict) -> dict:
+    status, reachability = _status(row)
+    details = [{"Name": "reachability", "Status": reachability}] if reachability else []
+    return {"Status": status, "Details": details}
+
+
+_STATUS_FILTERS = {
+    "availability-zone": lambda r: r["zone"], "instance-state-name": lambda r: r["state"],
+    "instance-state-code": lambda r: STATE_CODES[r["state"]], "instance-status.status": lambda r: _status(r)[0],
+    "system-status.status": lambda r: _status(r)[0], "instance-status.reachability": lambda r: _status(r)[1],
+    "system-status.reachability": lambda r: _status(r)[1], "event.code": lambda r: [],
+    "event.description": lambda r: [], "event.instance-event-id": lambda r: [], "event.not-after": lambda r: [],
+    "event.not-before": lambda r: [], "event.not-before-deadline": lambda r: [],
+}
+
+
+def describe_instance_status(ctx, params):
+    every_account, wanted = sees_all_accounts(ctx, params.get("InstanceIds"), params.get("Filters"))
+    page = Page(params)
+    if wanted and params.get("MaxResults") is not None:
+        raise AWSError("InvalidParameterCombination",
+                       "The parameter instancesSet cannot be used with the parameter maxResults")
+    rows = _visible_instances(ctx, every_account)
+    if wanted:
+        for instance_id in wanted:
+            if not any(r["instance_id"] == instance_id for r in rows):
+                raise not_found("InvalidInstanceID.NotFound", "instance ID", instance_id)
+        rows = [r for r in rows if r["instance_id"] in wanted]
+    if not params.get("IncludeAllInstances"):
+        rows = [r for r in rows if r["state"] == "running"]
+    rows = apply_filters(rows, params.get("Filters"), _STATUS_FILTERS)
+    dry_run(params)
+    rows, more = page.of(sorted(rows, key=lambda r: r["instance_id"]), lambda r: r["instance_id"])
+    return {"InstanceStatuses": [{"InstanceId": r["instance_id"], "AvailabilityZone": r["zone"],
+                                  "InstanceState": _state(r["state"]), "InstanceStatus": _status_summary(r),
+                                  "SystemStatus": _status_summary(r), "Events": []} for r in rows], **more}
+
+
+# -- instance attributes -----------------------------------------------------------------------------
+
+def _block_devices(cloud, instance_id: str) -> list[dict]:
+    return [{"DeviceName": v["device"], "Ebs": {"VolumeId": v["volume_id"], "Status": v["attach_state"],
+                                                "AttachTime": ids.isoformat(v["attach_time"] or 0),
+                                                "DeleteOnTermination": bool(v["delete_on_termination"])}}
+            for v in cloud.store.db["volumes"].rows_where("instance_id = ? AND state != 'deleted'", [instance_id])]
+
+
+def _attribute(ctx, row: dict, name: str) -> dict:
+    """One instance attribute, under its member of DescribeInstanceAttribute's output."""
+    value = {
+        "instanceType": lambda: {"InstanceType": {"Value": row["instance_type"]}},
+        "kernel": lambda: {"KernelId": {"Value": row["kernel_id"]} if row["kernel_id"] else {}},
+        "ramdisk": lambda: {"RamdiskId": {"Value": row["ramdisk_id"]} if row["ramdisk_id"] else {}},
+        "userData": lambda: {"UserData": {"Value": row["user_data"]} if row["user_data"] else {}},
+        "disableApiTermination": lambda: {"DisableApiTermination": {"Value": bool(row["disable_api_termination"])}},
+        "instanceInitiatedShutdownBehavior": lambda: {
+            "InstanceInitiatedShutdownBehavior": {"Value": shutdown_behavior(row)}},
+        "rootDeviceName": lambda: {"RootDeviceName": {"Value": ROOT_DEVICE}},
+        "blockDeviceMapping": lambda: {"BlockDeviceMappings": _block_devices(ctx.cloud, row["instance_id"])},
+        "productCodes": lambda: {"ProductCodes": []},
+        "sourceDestCheck": lambda: {"SourceDestCheck": {"Value": True}},
+        "groupSet": lambda: {"Groups": _group_refs(ctx.cloud, [row])[row["instance_id"]]},
+        "ebsOptimized": lambda: {"EbsOptimized": {"Value": False}},
+        "sriovNetSupport": lambda: {"SriovNetSupport": {}},
+        "enaSupport": lambda: {"EnaSupport": {"Value": False}},
+        "enclaveOptions": lambda: {"EnclaveOptions": {"Enabled": False}},
+        "disableApiStop": lambda: {"DisableApiStop": {"Value": False}},
+    }.get(name)
+    if value is None:
+        raise AWSError("InvalidParameterValue", f"Value ({name}) for parameter attribute is invalid. "
+                                                f"Unknown attribute.")
+    return value()
+
+
+def describe_instance_attribute(ctx, params):
+    (row,) = _own_instances(ctx, [params["InstanceId"]])
+    out = _attribute(ctx, row, params["Attribute"])
+    dry_run(params)
+    return {"InstanceId": row["instance_id"], **out}
+
+
+#: ModifyInstanceAttribute's members and the attribute each sets.
+_MODIFIABLE = {"InstanceType": "instanceType", "UserData": "userData", "DisableApiTermination": "disableApiTermination",
+               "InstanceInitiatedShutdownBehavior": "instanceInitiatedShutdownBehavior", "Kernel": "kernel",
+               "Ramdisk": "ramdisk", "SourceDestCheck": "sourceDestCheck", "DisableApiStop": "disableApiStop",
+               "EbsOptimized": "ebsOptimized", "EnaSupport": "enaSupport", "SriovNetSupport": "sriovNetSupport",
+               "Groups": "groupSet", "BlockDeviceMappings": "blockDeviceMapping"}
+
+
+def _requested_change(params: dict) -> tuple[str, object]:
+    """(attribute, new value) of a ModifyInstanceAttribute: one attribute per request, given
+    as Attribute and Value or as its own member."""
+    given = [(attribute, params[member]) for member, attribute in _MODIFIABLE.items() if member in params]
+    if params.get("Attribute"):
+        if "Value" not in params:
+            raise AWSError("MissingParameter", "The request must contain the parameter Value")
+        value = params["Value"]
+        if params["Attribute"] == "userData":
+            value = value.encode()
+        elif params["Attribute"] == "disableApiTermination":
+            value = value.strip().lower() == "true"
+        given.append((params["Attribute"], value))
+    elif "Value" in params:
+        raise AWSError("MissingParameter", "The request must contain the parameter Attribute")
+    if not given:
+        raise AWSError("MissingParameter", "The request must name an attribute to modify")
+    if len(given) > 1:
+        raise AWSError("InvalidParameterCombination", "Only one attribute may be modified at a time")
+    attribute, value = given[0]
+    return attribute, value.get("Value") if isinstance(value, dict) else value
+
+
+def _stopped_only(row: dict) -> None:
+    if row["state"] != "stopped":
+        raise AWSError("IncorrectInstanceState", f"The instance '{row['instance_id']}' is not in the 'stopped' state.")
+
+
+def _new_instance_type(ctx, row: dict, type_name) -> dict:
+    _stopped_only(row)
+    types = ctx.cloud.instance_types()
+    if type_name not in types:
+        raise AWSError("InvalidParameterValue", f"Invalid value '{type_name}' for InstanceType.")
+    old, new = types[row["instance_type"]], types[type_name]
+    # Still counted while stopped: a bigger size must fit the quotas (checked in the update's transaction).
+    return {"instance_type": type_name, "_quota": {"cores": new["cores"] - old["cores"],
+                                                   "memory": new["memory"] - old["memory"]}}
+
+
+def _new_user_data(row: dict, data) -> dict:
+    _stopped_only(row)
+    data = data or b""
+    if len(data) > MAX_USER_DATA:
+        raise AWSError("InvalidParameterValue", f"User data is limited to {MAX_USER_DATA} bytes")
+    return {"user_data": base64.b64encode(data).decode() if data else ""}
+
+
+def _column_changes(ctx, row: dict, attribute: str, value) -> dict:
+    """The instance's columns that the change of ``attribute`` to ``value`` sets."""
+    if attribute == "instanceType":
+        return _new_instance_type(ctx, row, value)
+    if attribute == "userData":
+        return _new_user_data(row, value)
+    if attribute == "disableApiTermination":
+        return {"disable_api_termination": int(bool(value))}
+    if attribute == "instanceInitiatedShutdownBehavior":
+        return {BEHAVIOR_COLUMN: _checked_behavior(value)}
+    if attribute in ("rootDeviceName", "productCodes", "enclaveOptions") or attribute not in _MODIFIABLE.values():
+        raise AWSError("InvalidParameterValue", f"Value ({attribute}) for parameter attribute is invalid. "
+                                                f"This attribute cannot be modified.")
+    raise AWSError("UnsupportedOperation", f"Modifying the attribute '{attribute}' is not supported by this cloud")
+
+
+def modify_instance_attribute(ctx, params):
+    (row,) = _own_instances(ctx, [params["InstanceId"]])
+    attribute, value = _requested_change(params)
+    if row["state"] in ("shutting-down", "terminated"):
+        raise _incorrect_state(row["instance_id"], "modified")
+    changes = _column_changes(ctx, row, attribute, value)
+    dry_run(params)
+    quota = changes.pop("_quota", None)
+    with ctx.cloud.store.atomic():
+        if quota:
+            ctx.cloud.quotas.check(row["account_id"], **quota)
+        if changes:
+            ctx.cloud.store.db["instances"].update(row["instance_id"], changes)
+    return {}
+
+
 def user_data_text(row: dict) -> bytes:
     return base64.b64decode(row["user_data"]) if row["user_data"] else b""
 
 
 HANDLERS = {"RunInstances": run_instances, "DescribeInstances": describe_instances,
-            "TerminateInstances": terminate_instances}
+            "TerminateInstances": terminate_instances, "StopInstances": stop_instances,
+            "StartInstances": start_instances, "RebootInstances": reboot_instances,
+            "GetConsoleOutput": get_console_output, "DescribeInstanceStatus": describe_instance_status,
+            "DescribeInstanceAttribute": describe_instance_attribute,
+            "ModifyInstanceAttribute": modify_instance_attribute}

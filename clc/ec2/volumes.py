@@ -181,6 +181,23 @@ def create_volume(ctx, params):
     return _volume(row, tags)
 
 
+def fail_interrupted_creations(cloud) -> list[str]:
+    """Sets to ``error`` the volumes an earlier run of the CLC left ``creating`` (it stopped
+    between recording one and the SC's answer), so they can be deleted; returns their ids.
+
+    Call before serving requests, when no CreateVolume of this run can be under way.
+    """
+    with cloud.store.atomic() as db:
+        volume_ids = [r["volume_id"] for r in db["volumes"].rows_where("state = 'creating'")]
+        for volume_id in volume_ids:
+            db["volumes"].update(volume_id, {"state": "error"})
+            cloud.usage.ended("volume", volume_id)
+    for volume_id in volume_ids:
+        # The SC may hold it or not; DeleteVolume copes with either.
+        log.warning("%s was being created when the CLC stopped; it is now 'error'", volume_id)
+    return volume_ids
+
+
 def delete_volume(ctx, params):
     """Deletes an available (or failed) volume: ``deleting``, the SC removes it, ``deleted``.
 

@@ -536,3 +536,18 @@ def test_a_terminated_instances_volumes_become_available(cloud, alice):
     states = {v["VolumeId"]: (v["State"], v["Attachments"]) for v in alice("DescribeVolumes")["Volumes"]}
     assert states[attached] == ("available", [])
     assert states[other][0] == "in-use"
+
+
+def test_volumes_a_killed_clc_left_creating_end_in_error_at_start(cloud):
+    """A CLC killed between recording a volume and the SC's answer leaves it 'creating'; the
+    next start turns it to 'error' (deletable, usage ended) before serving anything."""
+    with cloud.store.atomic() as db:
+        db["volumes"].insert({"volume_id": "vol-0000dead", "account_id": ALICE, "size": 2, "snapshot_id": "",
+                              "zone": "zone-a", "state": "creating", "created": ids.now(), "instance_id": "",
+                              "device": "", "attach_state": "", "attach_time": None, "delete_on_termination": 0})
+        cloud.usage.started(ALICE, "volume", "vol-0000dead", quantity=2)
+    assert volumes.fail_interrupted_creations(cloud) == ["vol-0000dead"]
+    assert cloud.store.db["volumes"].get("vol-0000dead")["state"] == "error"
+    assert cloud.store.db.execute('SELECT COUNT(*) FROM usage_intervals WHERE resource_id = ? AND "end" IS NULL',
+                                  ["vol-0000dead"]).fetchone()[0] == 0
+    assert volumes.fail_interrupted_creations(cloud) == []

@@ -2,6 +2,7 @@
 local HTTP server. test:///default's state is shared by the whole process, so every test
 uses fresh instance ids and destroys the domains it made."""
 
+import base64
 import hashlib
 import json
 import http.server
@@ -13,12 +14,14 @@ import libvirt
 import pytest
 from lxml import etree
 
-from eucacore import ids
+from eucacore import ids, messages, soap
 from eucacore.config import default_config
+from nc import service as nc_service
 from nc.hypervisor import InstanceSpec
 from nc.imagecache import ImageCache
-from nc.node import InstanceNotFound, NodeController
+from nc.node import IncorrectState, InstanceNotFound, NodeController
 from tests.cloudharness import poll_until
+from tests.unit.test_soap import call
 
 
 # -- a real HTTP server for images ------------------------------------------------------
@@ -359,3 +362,222 @@ def test_image_larger_than_the_cache_is_still_served(tmp_path, images):
     cache = ImageCache(tmp_path / "cache", size_mb=1)
     path = cache.fetch("emi-big", images.url("/b/big"))
     assert path.stat().st_size == 1024 * 1024 + 1
+
+
+# -- stop, start, reboot, console output ----------------------------------------------
+
+
+def test_stop_keeps_the_domain_defined_and_frees_memory_and_cores_but_not_disk(make_node):
+    node = make_node()
+    host = node.hypervisor.host_info()
+    instance_id = launch(node, make_node, memory=256, cores=2)
+    assert node.stop_instance(instance_id) == ("Extant", "Stopping")
+    assert wait_for(lambda: state_of(node, instance_id) == "Stopped")
+    assert node.hypervisor.state(instance_id) == "SHUTOFF"  # defined, off
+    record = node.instances([instance_id])[0]
+    assert (record["guestStateName"], record.get("statusMessage")) == ("SHUTOFF", None)
+    r = node.resources()
+    assert (r.memory_free, r.cores_free) == (host.memory_mb, host.cores)
+    assert r.disk_free == r.disk_max - 1  # its disk stays on this node
+    assert node.stop_instance(instance_id) == ("Stopped", "Stopped")  # no change
+
+
+def test_start_boots_a_stopped_instance_again_with_a_new_size(make_node):
+    node = make_node()
+    instance_id = launch(node, make_node, memory=128)
+    launched = node.instances([instance_id])[0]["launchTime"]
+    node.stop_instance(instance_id, force=True)
+    assert wait_for(lambda: state_of(node, instance_id) == "Stopped")
+    time.sleep(1.1)  # launchTime has a resolution of seconds
+    assert node.start_instance(instance_id, {"name": "m1.large", "memory": 512, "cores": 2}) == ("Stopped", "Pending")
+    assert wait_for(lambda: state_of(node, instance_id) == "Extant")
+    assert node.hypervisor.state(instance_id) == "RUNNING"
+    assert node.hypervisor.conn.lookupByName(instance_id).maxMemory() == 512 * 1024
+    record = node.instances([instance_id])[0]
+    assert record["instanceType"] == {"name": "m1.large", "memory": 512, "cores": 2, "disk": 1}
+    assert record["launchTime"] > launched
+    assert node.start_instance(instance_id) == ("Extant", "Extant")  # no change
+
+
+def test_start_after_the_domain_vanished_defines_it_again_from_the_record(make_node, images):
+    images.files["/bucket/image.img"] = b"root disk" * 100
+    node = make_node()
+    instance_id = launch(node, make_node, imageURL=images.url("/bucket/image.img"))
+    node.stop_instance(instance_id)
+    assert wait_for(lambda: state_of(node, instance_id) == "Stopped")
+    node.hypervisor.destroy(instance_id)  # as test:///default after a restart of the NC
+    node.workers.shutdown(wait=True)
+    again = make_node()
+    again.reconcile()
+    assert state_of(again, instance_id) == "Stopped"  # stays stopped: nothing boots it
+    assert again.hypervisor.state(instance_id) is None
+    images.files.clear()  # starting again needs no download: the instance has its own disk
+    again.start_instance(instance_id)
+    assert wait_for(lambda: state_of(again, instance_id) == "Extant"), again.instances([instance_id])
+    disk = again.instance_dir / "work" / instance_id / "root"
+    xml = etree.fromstring(again.hypervisor.conn.lookupByName(instance_id).XMLDesc())
+    assert xml.find("devices/disk/source").get("file") == str(disk)
+    assert images.hits == {"/bucket/image.img": 1}
+
+
+def test_a_restart_that_fails_leaves_the_instance_stopped_with_the_reason(make_node):
+    node = make_node()
+    instance_id = launch(node, make_node)
+    node.stop_instance(instance_id)
+    assert wait_for(lambda: state_of(node, instance_id) == "Stopped")
+
+    def broken(spec):
+        raise libvirt.libvirtError("no room for the domain")
+    node.hypervisor.start = broken
+    node.start_instance(instance_id)
+    assert wait_for(lambda: node.instances([instance_id])[0].get("statusMessage"))
+    record = node.instances([instance_id])[0]
+    assert record["stateName"] == "Stopped"
+    assert record["statusMessage"].startswith("failed to start: ")
+    assert (node.instance_dir / "work" / instance_id / "console.log").parent.exists()  # disk kept
+
+
+def test_stop_start_and_reboot_refuse_instances_in_the_wrong_state(make_node):
+    node = make_node()
+    instance_id = launch(node, make_node)
+    node.stop_instance(instance_id)
+    assert wait_for(lambda: state_of(node, instance_id) == "Stopped")
+    with pytest.raises(IncorrectState):
+        node.reboot_instance(instance_id)
+    node.terminate_instance(instance_id)
+    for operation in (node.stop_instance, node.start_instance, node.reboot_instance):
+        with pytest.raises(IncorrectState):
+            operation(instance_id)
+    for operation in (node.stop_instance, node.start_instance, node.reboot_instance, node.console_output):
+        with pytest.raises(InstanceNotFound):
+            operation(ids.new_id("i"))
+
+
+def test_terminate_a_stopped_instance(make_node):
+    node = make_node()
+    instance_id = launch(node, make_node)
+    node.stop_instance(instance_id)
+    assert wait_for(lambda: state_of(node, instance_id) == "Stopped")
+    assert node.terminate_instance(instance_id) == ("Stopped", "Teardown")
+    assert node.hypervisor.state(instance_id) is None
+    assert not (node.instance_dir / "work" / instance_id).exists()
+
+
+def test_terminate_while_stopping_wins(make_node):
+    node = make_node()
+    instance_id = launch(node, make_node)
+    for _ in range(4):  # every power worker busy: the stop waits until the termination is in
+        node.power.submit(time.sleep, 0.3)
+    node.stop_instance(instance_id)
+    node.terminate_instance(instance_id)
+    node.power.shutdown(wait=True)
+    assert state_of(node, instance_id) == "Teardown"
+    assert node.hypervisor.state(instance_id) is None
+
+
+def test_reboot_keeps_the_instance_extant(make_node):
+    node = make_node()
+    instance_id = launch(node, make_node)
+    node.reboot_instance(instance_id)
+    assert state_of(node, instance_id) == "Extant"
+    assert node.hypervisor.state(instance_id) == "RUNNING"
+
+
+def test_reboot_of_an_instance_whose_domain_vanished_boots_it(make_node):
+    node = make_node()
+    instance_id = launch(node, make_node)
+    node.hypervisor.destroy(instance_id)
+    node.reboot_instance(instance_id)
+    assert wait_for(lambda: node.hypervisor.state(instance_id) == "RUNNING")
+    assert wait_for(lambda: state_of(node, instance_id) == "Extant")
+
+
+def test_a_guest_that_shuts_itself_down_is_stopped(make_node):
+    node = make_node()
+    instance_id = launch(node, make_node)
+    node.hypervisor.conn.lookupByName(instance_id).shutdown()  # "poweroff" inside the guest
+    record = node.instances([instance_id])[0]
+    assert (record["stateName"], record["statusMessage"]) == ("Stopped", messages.GUEST_SHUTDOWN)
+    node.start_instance(instance_id)
+    assert wait_for(lambda: state_of(node, instance_id) == "Extant")
+    assert "statusMessage" not in node.instances([instance_id])[0]
+
+
+def test_reconcile_finishes_a_stop_and_restarts_an_extant_domain_that_is_off(make_node):
+    node = make_node()
+    stopping, was_running = launch(node, make_node), launch(node, make_node)
+    with node.store.atomic():  # the daemon died while the guest was shutting down
+        node.store.db["instances"].update(stopping, {"state": "Stopping"})
+    node.hypervisor.power_off(was_running)  # as after a reboot of the host: defined, off
+    node.workers.shutdown(wait=True)
+    again = make_node()
+    again.reconcile()
+    assert wait_for(lambda: state_of(again, stopping) == "Stopped")
+    assert again.hypervisor.state(stopping) == "SHUTOFF"
+    assert wait_for(lambda: state_of(again, was_running) == "Extant")
+    assert again.hypervisor.state(was_running) == "RUNNING"
+
+
+def test_console_output_is_the_tail_of_the_serial_log(make_node):
+    node = make_node()
+    instance_id = launch(node, make_node)
+    log_path = node.instance_dir / "work" / instance_id / "console.log"
+    xml = etree.fromstring(node.hypervisor.conn.lookupByName(instance_id).XMLDesc())
+    assert xml.find("devices/serial").get("type") == "file"
+    assert xml.find("devices/serial/source").get("path") == str(log_path)
+    assert node.console_output(instance_id) == b""  # nothing written yet
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    data = os.urandom(70 * 1024)
+    log_path.write_bytes(data)
+    assert node.hypervisor.console_output(instance_id) == data[-64 * 1024:]
+    node.stop_instance(instance_id)
+    assert wait_for(lambda: state_of(node, instance_id) == "Stopped")
+    node.hypervisor.destroy(instance_id)  # gone while stopped: the log is still there
+    assert node.console_output(instance_id) == data[-64 * 1024:]
+
+
+def test_hypervisor_shutdown_powers_off_a_guest_that_ignores_it(make_node):
+    node = make_node()
+    instance_id = launch(node, make_node)
+    dom = node.hypervisor.conn.lookupByName(instance_id)
+
+    class Deaf:  # a guest without ACPI: shutdown() is ignored
+        def __getattr__(self, name):
+            return getattr(dom, name)
+
+        def shutdown(self):
+            pass
+    real = node.hypervisor._lookup
+    node.hypervisor._lookup = lambda name: Deaf() if name == instance_id else real(name)
+    assert node.hypervisor.shutdown(instance_id, grace=0.3) is False
+    node.hypervisor._lookup = real
+    assert node.hypervisor.state(instance_id) == "SHUTOFF"
+    assert node.hypervisor.shutdown(instance_id, grace=5) is True  # already off
+    node.hypervisor.power_off(ids.new_id("i"))  # gone is success
+
+
+# -- the NC's SOAP face for them, in-process ---------------------------------------------
+
+
+def test_in_process_stop_start_reboot_console(make_node):
+    node = make_node()
+    app = nc_service.application(node)
+    instance_id = launch(node, make_node)
+    reply = call(app, "ncRebootInstance", nc_service.ncRebootInstanceType(correlationId="c-9", instanceId=instance_id))
+    assert (reply.correlationId, reply.status) == ("c-9", True)
+    call(app, "ncStopInstance", nc_service.ncStopInstanceType(instanceId=instance_id, force=True))
+    assert wait_for(lambda: state_of(node, instance_id) == "Stopped")
+    with pytest.raises(soap.EucaFault) as info:
+        call(app, "ncRebootInstance", nc_service.ncRebootInstanceType(instanceId=instance_id))
+    assert info.value.faultcode == "Client.IncorrectInstanceState"
+    vm = messages.virtualMachineType(name="m1.medium", memory=256, cores=1, disk=1)
+    call(app, "ncStartInstance", nc_service.ncStartInstanceType(instanceId=instance_id, instanceType=vm))
+    assert wait_for(lambda: state_of(node, instance_id) == "Extant")
+    assert node.instances([instance_id])[0]["instanceType"]["memory"] == 256
+    log_path = node.instance_dir / "work" / instance_id / "console.log"
+    log_path.write_bytes(b"login: ")
+    reply = call(app, "ncGetConsoleOutput", nc_service.ncGetConsoleOutputType(instanceId=instance_id))
+    assert base64.b64decode(reply.consoleOutput) == b"login: "
+    with pytest.raises(soap.EucaFault) as info:
+        call(app, "ncStopInstance", nc_service.ncStopInstanceType(instanceId="i-00000000"))
+    assert info.value.faultcode == "Client.InvalidInstanceID.NotFound"

@@ -25,8 +25,10 @@ SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 REGENERATE = "run python -c 'from eucacore import soap; soap.generate_wsdls()'"
 
 OPERATIONS = {
-    "EucalyptusCC": {"RunInstances", "DescribeInstances", "DescribeResources", "TerminateInstances"},
-    "EucalyptusNC": {"ncRunInstance", "ncDescribeInstances", "ncDescribeResource", "ncTerminateInstance"},
+    "EucalyptusCC": {"RunInstances", "DescribeInstances", "DescribeResources", "TerminateInstances",
+                     "RebootInstances", "StopInstance", "StartInstance", "GetConsoleOutput"},
+    "EucalyptusNC": {"ncRunInstance", "ncDescribeInstances", "ncDescribeResource", "ncTerminateInstance",
+                     "ncRebootInstance", "ncStopInstance", "ncStartInstance", "ncGetConsoleOutput"},
     "EucalyptusSC": {"CreateStorageVolume", "DeleteStorageVolume", "DescribeStorageVolumes"},
     "EucalyptusCLC": {"DescribeAccessKey", "ReportUsage"},
 }

@@ -1,0 +1,223 @@
+"""cc.cluster and cc.service over real NodeControllers on libvirt's test:///default driver,
+each reached by zeep through the NC's WSGI application in-process (no sockets): reboot,
+stop, start and console output go to the node that runs the instance, the cache follows,
+and the nodes' refusals come back as the CC's faults."""
+
+import base64
+import threading
+
+import pytest
+import zeep
+
+from cc import service as cc_service
+from cc.cluster import ClusterController, NoCapacity, UnknownInstance
+from eucacore import ids, messages, soap
+from eucacore.config import default_config
+from nc import service as nc_service
+from nc.node import NodeController
+from tests.cloudharness import poll_until
+from tests.unit.test_ec2_volumes import InProcessTransport
+from tests.unit.test_soap import call
+
+SMALL = {"name": "m1.small", "memory": 128, "cores": 1, "disk": 1}
+
+
+def soap_proxy(service: str, app, path: str):
+    """(a zeep proxy of ``service`` reaching the spyne ``app`` in-process, its transport)."""
+    transport = InProcessTransport(soap.wsgi_app(app))
+    client = zeep.Client(str(soap.WSDL_DIR / f"{service}.wsdl"), transport=transport)
+    return client.create_service(f"{{{soap.TNS}}}{service}", f"https://localhost{path}"), transport
+
+
+class NodeLink:
+    """What ``ClusterController.nc(node)`` returns: zeep calls to the node's SOAP application,
+    recorded in ``calls``; ``down`` makes the node unreachable."""
+
+    def __init__(self, node: NodeController):
+        self.node, self.calls = node, []
+        self.proxy, self.transport = soap_proxy("EucalyptusNC", nc_service.application(node),
+                                                "/axis2/services/EucalyptusNC")
+        self.before_reply = None  # a hook run after the node answered, before the caller sees it
+
+    @property
+    def down(self):
+        return self.transport.down
+
+    @down.setter
+    def down(self, value):
+        self.transport.down = value
+
+    def __getattr__(self, operation):
+        def invoke(**fields):
+            self.calls.append((operation, fields))
+            answer = getattr(self.proxy, operation)(**fields)
+            if self.before_reply:
+                self.before_reply(operation)
+            return answer
+        return invoke
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A CC of two nodes, node-a (small: 512 MB, 2 cores) and node-b."""
+    made = []
+
+    def node(name, **caps):
+        nc = NodeController(default_config(EUCALYPTUS=str(tmp_path / name), HYPERVISOR="test", **caps))
+        made.append(nc)
+        return NodeLink(nc)
+
+    cc = ClusterController(default_config(EUCALYPTUS=str(tmp_path / "cc"), NODES="node-a node-b",
+                                          SCHEDPOLICY="GREEDY"))
+    cc.ncs = {"node-a": node("node-a", MAX_MEM=512, MAX_CORES=2), "node-b": node("node-b")}
+    cc.nc = lambda name: cc.ncs[name]
+    cc.poll_once()
+    yield cc
+    for nc in made:
+        nc.workers.shutdown(wait=True)
+        nc.power.shutdown(wait=True)
+        for record in nc.instances():
+            nc.hypervisor.destroy(record["instanceId"])
+
+
+def cached_state(cc, instance_id):
+    records = cc.instances([instance_id])
+    return records[0]["stateName"] if records else None
+
+
+def settle(cc, instance_id, state, timeout=10):
+    """Poll the nodes until the CC's cache shows ``state`` for the instance."""
+    def seen():
+        cc.poll_once()
+        return cached_state(cc, instance_id) == state
+    assert poll_until(seen, timeout, 0.05), cc.instances([instance_id])
+
+
+def run(cc, memory=128, cores=1):
+    instance_id = ids.new_id("i")
+    cc.run_instances({"instanceIds": [instance_id], "imageId": "emi-12345678", "reservationId": "r-1",
+                      "instanceType": {**SMALL, "memory": memory, "cores": cores}})
+    settle(cc, instance_id, "Extant")
+    return instance_id
+
+
+def node_of(cc, instance_id):
+    return cc.instances([instance_id])[0]["serviceTag"]
+
+
+def test_stop_goes_to_the_instance_node_and_the_cache_says_stopping_at_once(cluster):
+    instance_id = run(cluster)
+    node = node_of(cluster, instance_id)
+    cluster.stop_instance(instance_id)
+    assert ("ncStopInstance", {"instanceId": instance_id, "force": False}) in cluster.ncs[node].calls
+    other = "node-b" if node == "node-a" else "node-a"
+    assert not [c for c in cluster.ncs[other].calls if c[0] == "ncStopInstance"]
+    assert cached_state(cluster, instance_id) in ("Stopping", "Stopped")
+    settle(cluster, instance_id, "Stopped")
+
+
+def test_start_on_the_same_node_with_a_new_size(cluster):
+    instance_id = run(cluster)
+    node = node_of(cluster, instance_id)
+    cluster.stop_instance(instance_id, force=True)
+    settle(cluster, instance_id, "Stopped")
+    cluster.start_instance(instance_id, {"name": "m1.medium", "memory": 256, "cores": 1, "disk": 1})
+    assert cached_state(cluster, instance_id) == "Pending"
+    settle(cluster, instance_id, "Extant")
+    record = cluster.instances([instance_id])[0]
+    assert (record["serviceTag"], record["instanceType"]["memory"]) == (node, 256)
+
+
+def test_start_on_a_node_without_room_is_no_capacity(cluster):
+    instance_id = ids.new_id("i")
+    cluster.run_instances({"instanceIds": [instance_id], "imageId": "emi-1", "instanceType": SMALL})
+    settle(cluster, instance_id, "Extant")
+    assert node_of(cluster, instance_id) == "node-a"  # GREEDY: the first node
+    cluster.stop_instance(instance_id, force=True)
+    settle(cluster, instance_id, "Stopped")
+    cluster.poll_once()  # (that poll may have read the resources before the stop was done)
+    filler = run(cluster, memory=512, cores=2)  # node-a is full again
+    assert node_of(cluster, filler) == "node-a"
+    with pytest.raises(NoCapacity):
+        cluster.start_instance(instance_id)
+    assert cached_state(cluster, instance_id) == "Stopped"
+    assert not [c for c in cluster.ncs["node-a"].calls if c[0] == "ncStartInstance"]
+
+
+def test_reboot_forwards_known_instances_and_skips_unknown_ones(cluster):
+    instance_id = run(cluster)
+    cluster.reboot_instances(["i-00000000", instance_id])
+    calls = [c for nc in cluster.ncs.values() for c in nc.calls if c[0] == "ncRebootInstance"]
+    assert calls == [("ncRebootInstance", {"instanceId": instance_id})]
+    assert cached_state(cluster, instance_id) == "Extant"
+
+
+def test_console_output_comes_from_the_node(cluster):
+    instance_id = run(cluster)
+    nc = cluster.ncs[node_of(cluster, instance_id)].node
+    (nc.instance_dir / "work" / instance_id / "console.log").write_bytes(b"Booting...\n")
+    assert base64.b64decode(cluster.console_output(instance_id)) == b"Booting...\n"
+    with pytest.raises(UnknownInstance):
+        cluster.console_output("i-00000000")
+
+
+def test_a_poll_that_read_before_a_stop_does_not_undo_it(cluster):
+    instance_id = run(cluster)
+    nc = cluster.ncs[node_of(cluster, instance_id)]
+    stopped = threading.Event()
+
+    def stop_after_the_read(operation):
+        if operation == "ncDescribeInstances" and not stopped.is_set():
+            stopped.set()
+            nc.before_reply = None
+            cluster.stop_instance(instance_id)
+    nc.before_reply = stop_after_the_read
+    cluster.poll_once()  # read Extant, then the stop came in, then this poll writes
+    assert stopped.is_set()
+    assert cached_state(cluster, instance_id) in ("Stopping", "Stopped")
+
+
+# -- the CC's SOAP face -------------------------------------------------------------------
+
+
+def test_service_reports_stopped_instances_and_forwards_faults(cluster):
+    app = cc_service.application(cluster)
+    instance_id = run(cluster)
+    call(app, "StopInstance", cc_service.StopInstanceType(correlationId="c-1", instanceId=instance_id))
+    settle(cluster, instance_id, "Stopped")
+    reply = call(app, "DescribeInstances", cc_service.DescribeInstancesType(instanceIds=[instance_id]))
+    assert [(i.instanceId, i.stateName) for i in reply.instances] == [(instance_id, "Stopped")]
+
+    # The node refuses to reboot a stopped instance; RebootInstances answers true regardless.
+    reply = call(app, "RebootInstances", cc_service.RebootInstancesType(instanceIds=[instance_id]))
+    assert getattr(reply, "return") is True
+    assert cached_state(cluster, instance_id) == "Stopped"
+    vm = messages.virtualMachineType(name="m1.medium", memory=256, cores=1, disk=1)
+    call(app, "StartInstance", cc_service.StartInstanceType(instanceId=instance_id, instanceType=vm))
+    settle(cluster, instance_id, "Extant")
+    reply = call(app, "GetConsoleOutput", cc_service.GetConsoleOutputType(instanceId=instance_id))
+    assert (reply.instanceId, reply.consoleOutput) == (instance_id, "")
+
+    cluster.terminate_instances([instance_id])
+    with pytest.raises(soap.EucaFault) as info:
+        call(app, "StopInstance", cc_service.StopInstanceType(instanceId=instance_id))
+    assert info.value.faultcode == "Client.IncorrectInstanceState"
+    with pytest.raises(soap.EucaFault) as info:
+        call(app, "StartInstance", cc_service.StartInstanceType(instanceId="i-00000000"))
+    assert info.value.faultcode == "Client.InvalidInstanceID.NotFound"
+
+
+def test_service_no_capacity_and_unreachable_node(cluster):
+    app = cc_service.application(cluster)
+    instance_id = run(cluster, memory=512, cores=2)
+    node = node_of(cluster, instance_id)
+    cluster.stop_instance(instance_id, force=True)
+    settle(cluster, instance_id, "Stopped")
+    vm = messages.virtualMachineType(name="huge", memory=10**9, cores=1, disk=1)
+    with pytest.raises(soap.EucaFault) as info:
+        call(app, "StartInstance", cc_service.StartInstanceType(instanceId=instance_id, instanceType=vm))
+    assert info.value.faultcode == "Client.InsufficientInstanceCapacity"
+    cluster.ncs[node].down = True
+    with pytest.raises(soap.EucaFault) as info:
+        call(app, "GetConsoleOutput", cc_service.GetConsoleOutputType(instanceId=instance_id))
+    assert info.value.faultcode == "Server.Unavailable"

@@ -5,12 +5,12 @@ The last four go to the node that runs the instance (its faults come back as the
 StopInstance's ``force`` and StartInstance's ``instanceType`` are ours, as on the NC.
 """
 
-from spyne import Boolean, ComplexModel, Integer, ServiceBase, Unicode, rpc
+from spyne import Boolean, ComplexModel, Integer, ServiceBase, Unicode
 
 from cc.cluster import ClusterController, NoCapacity, NodeRefused, NodeUnreachable, UnknownInstance
 from eucacore.messages import (BASE_FIELDS, reply, RUN_INSTANCE_FIELDS, Message, TNS, from_dict, instanceType, many,
                                required, to_dict, virtualMachineType)
-from eucacore.soap import EucaFault, make_application
+from eucacore.soap import EucaFault, make_application, operation
 
 
 class RunInstancesType(Message):
@@ -108,8 +108,7 @@ def application(cluster: ClusterController | None = None):
     """The CC's spyne application, serving ``cluster``."""
 
     class CC(ServiceBase):
-        @rpc(RunInstancesType, _returns=RunInstancesResponseType, _body_style="bare",
-             _in_message_name="RunInstances", _out_message_name="RunInstancesResponse")
+        @operation("RunInstances", RunInstancesType, RunInstancesResponseType)
         def RunInstances(ctx, req):
             request = to_dict(req)
             for key in ("minCount", "maxCount", "netNames", "correlationId", "userId", "statusMessage", "return"):
@@ -122,14 +121,12 @@ def application(cluster: ClusterController | None = None):
                 raise EucaFault("InsufficientInstanceCapacity", str(e))
             return reply(RunInstancesResponseType, req, instances=[from_dict(instanceType, r) for r in records])
 
-        @rpc(DescribeInstancesType, _returns=DescribeInstancesResponseType, _body_style="bare",
-             _in_message_name="DescribeInstances", _out_message_name="DescribeInstancesResponse")
+        @operation("DescribeInstances", DescribeInstancesType, DescribeInstancesResponseType)
         def DescribeInstances(ctx, req):
             records = cluster.instances(req.instanceIds or None)
             return reply(DescribeInstancesResponseType, req, instances=[from_dict(instanceType, r) for r in records])
 
-        @rpc(DescribeResourcesType, _returns=DescribeResourcesResponseType, _body_style="bare",
-             _in_message_name="DescribeResources", _out_message_name="DescribeResourcesResponse")
+        @operation("DescribeResources", DescribeResourcesType, DescribeResourcesResponseType)
         def DescribeResources(ctx, req):
             vm_types = [to_dict(v) for v in (req.instanceTypes or [])]
             resources = cluster.resources(vm_types)
@@ -141,32 +138,27 @@ def application(cluster: ClusterController | None = None):
                           serviceTags=[n["name"] for n in nodes],
                           nodes=[nodeType(serviceTag=n["name"], iqn="", status=n["status"]) for n in nodes])
 
-        @rpc(TerminateInstancesType, _returns=TerminateInstancesResponseType, _body_style="bare",
-             _in_message_name="TerminateInstances", _out_message_name="TerminateInstancesResponse")
+        @operation("TerminateInstances", TerminateInstancesType, TerminateInstancesResponseType)
         def TerminateInstances(ctx, req):
             return reply(TerminateInstancesResponseType, req,
                           isTerminated=cluster.terminate_instances(req.instanceIds or [], bool(req.force)))
 
-        @rpc(RebootInstancesType, _returns=RebootInstancesResponseType, _body_style="bare",
-             _in_message_name="RebootInstances", _out_message_name="RebootInstancesResponse")
+        @operation("RebootInstances", RebootInstancesType, RebootInstancesResponseType)
         def RebootInstances(ctx, req):
             cluster.reboot_instances(req.instanceIds or [])
             return reply(RebootInstancesResponseType, req)
 
-        @rpc(StopInstanceType, _returns=StopInstanceResponseType, _body_style="bare",
-             _in_message_name="StopInstance", _out_message_name="StopInstanceResponse")
+        @operation("StopInstance", StopInstanceType, StopInstanceResponseType)
         def StopInstance(ctx, req):
             _on_instance(cluster.stop_instance, req.instanceId, bool(req.force))
             return reply(StopInstanceResponseType, req)
 
-        @rpc(StartInstanceType, _returns=StartInstanceResponseType, _body_style="bare",
-             _in_message_name="StartInstance", _out_message_name="StartInstanceResponse")
+        @operation("StartInstance", StartInstanceType, StartInstanceResponseType)
         def StartInstance(ctx, req):
             _on_instance(cluster.start_instance, req.instanceId, to_dict(req.instanceType) or None)
             return reply(StartInstanceResponseType, req)
 
-        @rpc(GetConsoleOutputType, _returns=GetConsoleOutputResponseType, _body_style="bare",
-             _in_message_name="GetConsoleOutput", _out_message_name="GetConsoleOutputResponse")
+        @operation("GetConsoleOutput", GetConsoleOutputType, GetConsoleOutputResponseType)
         def GetConsoleOutput(ctx, req):
             output = _on_instance(cluster.console_output, req.instanceId)
             return reply(GetConsoleOutputResponseType, req, instanceId=req.instanceId, consoleOutput=output)

@@ -7,10 +7,10 @@ quotas.  ``ReportUsage`` takes Walrus' S3 usage events for billing.  Callers
 must present a cloud-issued certificate; the serving layer refuses anyone else.
 """
 
-from spyne import Boolean, Double, Long, ServiceBase, Unicode, rpc
+from spyne import Boolean, Double, Long, ServiceBase, Unicode
 
 from eucacore.messages import BASE_FIELDS, Message, _Model, many, required
-from eucacore.soap import EucaFault, make_application
+from eucacore.soap import EucaFault, make_application, operation
 
 #: The quotas Walrus enforces itself, handed over with each key.
 WALRUS_QUOTAS = ("buckets", "bucket-storage-mib")
@@ -54,8 +54,7 @@ def application(cloud=None):
     """The CLC's internal spyne application over ``cloud`` (a clc.cloud.Cloud)."""
 
     class CLC(ServiceBase):
-        @rpc(DescribeAccessKeyType, _returns=DescribeAccessKeyResponseType, _body_style="bare",
-             _in_message_name="DescribeAccessKey", _out_message_name="DescribeAccessKeyResponse")
+        @operation("DescribeAccessKey", DescribeAccessKeyType, DescribeAccessKeyResponseType)
         def DescribeAccessKey(ctx, req):
             principal = cloud.identity.lookup(req.accessKeyId)
             if principal is None:
@@ -70,8 +69,7 @@ def application(cloud=None):
                 quotas=[quotaType(name=n, limit=limits[n]) for n in WALRUS_QUOTAS],
                 **{"return": True})
 
-        @rpc(ReportUsageType, _returns=ReportUsageResponseType, _body_style="bare",
-             _in_message_name="ReportUsage", _out_message_name="ReportUsageResponse")
+        @operation("ReportUsage", ReportUsageType, ReportUsageResponseType)
         def ReportUsage(ctx, req):
             events = [{"seq": e.seq, "account_id": e.accountId, "time": e.time,
                        "stored_delta": e.storedDelta or 0, "buckets_delta": e.bucketsDelta or 0,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
 from importlib import metadata
 
 from euca2ools import cli, output
@@ -56,6 +57,29 @@ def permission_changes(add: list[str], remove: list[str]) -> dict:
     if not changes:
         raise CommandError('at least one entity must be specified with -a/--add or -r/--remove')
     return changes
+
+
+def owned_or_permitted_requests(args: argparse.Namespace, narrowing: dict[str, list[str]],
+                                not_with_all: Sequence[tuple[list[str], str]],
+                                owner_key: str, permitted_key: str) -> list[dict]:
+    """The Describe calls of a command listing what its account owns or may use (images,
+    snapshots), as euca2ools made them.
+
+    ``narrowing`` maps request keys to the values of the options naming ids, owners or
+    permitted accounts; those given make one call. Without any of them and without
+    -a/--all: two calls, ``owner_key`` self and ``permitted_key`` self. Raises
+    CommandError when -a is given with one of ``not_with_all`` ((values, option text)).
+    """
+    if args.all:
+        for given, option in not_with_all:
+            if given:
+                raise CommandError(f'argument -a/--all: not allowed with {option}')
+    request = {key: values for key, values in narrowing.items() if values}
+    narrowed = bool(request)
+    with_filters(request, args)
+    if args.all or narrowed:
+        return [request]
+    return [dict(request, **{owner_key: ['self']}), dict(request, **{permitted_key: ['self']})]
 
 
 # --- regions and zones -------------------------------------------------------
@@ -264,23 +288,12 @@ def describe_images_requests(args: argparse.Namespace) -> list[dict]:
     Without -a, images or -o/-x: two calls, owned by self and executable by self.
     Raises CommandError when -a is combined with a narrowing option.
     """
-    if args.all:
-        for given, option in ((args.images, 'a list of images'),
-                              (args.executable_by, 'argument -x/--executable-by'),
-                              (args.owners, 'argument -o/--owner')):
-            if given:
-                raise CommandError(f'argument -a/--all: not allowed with {option}')
-    request: dict = {}
-    if args.images:
-        request['ImageIds'] = args.images
-    if args.owners:
-        request['Owners'] = args.owners
-    if args.executable_by:
-        request['ExecutableUsers'] = args.executable_by
-    with_filters(request, args)
-    if args.all or args.images or args.owners or args.executable_by:
-        return [request]
-    return [dict(request, Owners=['self']), dict(request, ExecutableUsers=['self'])]
+    return owned_or_permitted_requests(
+        args, {'ImageIds': args.images, 'Owners': args.owners,
+               'ExecutableUsers': args.executable_by},
+        ((args.images, 'a list of images'), (args.executable_by, 'argument -x/--executable-by'),
+         (args.owners, 'argument -o/--owner')),
+        'Owners', 'ExecutableUsers')
 
 
 def describe_images(argv=None) -> int:

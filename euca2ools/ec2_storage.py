@@ -238,22 +238,11 @@ def describe_snapshots_requests(args: argparse.Namespace) -> list[dict]:
     Without -a, snapshots or -o/-r: two calls, owned by self and restorable by self.
     Raises CommandError when -a is combined with -o or -r.
     """
-    if args.all:
-        for given, option in ((args.owners, 'argument -o/--owner'),
-                              (args.restorable_by, 'argument -r/--restorable-by')):
-            if given:
-                raise CommandError(f'argument -a/--all: not allowed with {option}')
-    request: dict = {}
-    if args.snapshots:
-        request['SnapshotIds'] = args.snapshots
-    if args.owners:
-        request['OwnerIds'] = args.owners
-    if args.restorable_by:
-        request['RestorableByUserIds'] = args.restorable_by
-    ec2.with_filters(request, args)
-    if args.all or args.snapshots or args.owners or args.restorable_by:
-        return [request]
-    return [dict(request, OwnerIds=['self']), dict(request, RestorableByUserIds=['self'])]
+    return ec2.owned_or_permitted_requests(
+        args, {'SnapshotIds': args.snapshots, 'OwnerIds': args.owners,
+               'RestorableByUserIds': args.restorable_by},
+        ((args.owners, 'argument -o/--owner'), (args.restorable_by, 'argument -r/--restorable-by')),
+        'OwnerIds', 'RestorableByUserIds')
 
 
 def format_snapshots(responses: Iterable[Mapping], empty: str = '') -> list[str]:

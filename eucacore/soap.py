@@ -14,7 +14,7 @@ import requests
 import zeep
 import zeep.exceptions
 import zeep.transports
-from spyne import Application, Fault
+from spyne import Application, Fault, rpc
 from spyne.interface.wsdl import Wsdl11
 from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
@@ -41,6 +41,13 @@ class EucaFault(Fault):
 
     def __init__(self, code: str, message: str, client: bool = True):
         super().__init__(faultcode=f"{'Client' if client else 'Server'}.{code}", faultstring=message)
+
+
+def operation(name: str, request_type, response_type):
+    """spyne's ``@rpc`` for one operation, as every service here declares it: a bare ``<name>``
+    request of ``request_type``, answered by a bare ``<name>Response`` of ``response_type``."""
+    return rpc(request_type, _returns=response_type, _body_style="bare",
+               _in_message_name=name, _out_message_name=f"{name}Response")
 
 
 def make_application(services: list, name: str) -> Application:

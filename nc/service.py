@@ -9,11 +9,11 @@ node itself (POWERSAVE), not an instance, and is not offered.
 
 import base64
 
-from spyne import Boolean, Integer, Long, ServiceBase, Unicode, rpc
+from spyne import Boolean, Integer, Long, ServiceBase, Unicode
 
 from eucacore.messages import (BASE_FIELDS, reply, RUN_INSTANCE_FIELDS, Message, from_dict, instanceType, many, required,
                                to_dict, virtualMachineType)
-from eucacore.soap import EucaFault, make_application
+from eucacore.soap import EucaFault, make_application, operation
 from nc.node import IncorrectState, InstanceNotFound, NodeController
 
 
@@ -106,8 +106,7 @@ def application(node: NodeController | None = None):
     """The NC's spyne application, serving ``node``."""
 
     class NC(ServiceBase):
-        @rpc(ncRunInstanceType, _returns=ncRunInstanceResponseType, _body_style="bare",
-             _in_message_name="ncRunInstance", _out_message_name="ncRunInstanceResponse")
+        @operation("ncRunInstance", ncRunInstanceType, ncRunInstanceResponseType)
         def ncRunInstance(ctx, req):
             request = to_dict(req)
             _required(request.get("instanceId"), "instanceId")
@@ -115,15 +114,13 @@ def application(node: NodeController | None = None):
             record = node.run_instance(request)
             return reply(ncRunInstanceResponseType, req, instance=from_dict(instanceType, record))
 
-        @rpc(ncDescribeInstancesType, _returns=ncDescribeInstancesResponseType, _body_style="bare",
-             _in_message_name="ncDescribeInstances", _out_message_name="ncDescribeInstancesResponse")
+        @operation("ncDescribeInstances", ncDescribeInstancesType, ncDescribeInstancesResponseType)
         def ncDescribeInstances(ctx, req):
             records = node.instances(req.instanceIds or None)
             return reply(ncDescribeInstancesResponseType, req,
                           instances=[from_dict(instanceType, r) for r in records])
 
-        @rpc(ncDescribeResourceType, _returns=ncDescribeResourceResponseType, _body_style="bare",
-             _in_message_name="ncDescribeResource", _out_message_name="ncDescribeResourceResponse")
+        @operation("ncDescribeResource", ncDescribeResourceType, ncDescribeResourceResponseType)
         def ncDescribeResource(ctx, req):
             r = node.resources()
             return reply(ncDescribeResourceResponseType, req, nodeStatus="enabled", migrationCapable=False,
@@ -132,33 +129,28 @@ def application(node: NodeController | None = None):
                           numberOfCoresMax=r.cores_max, numberOfCoresAvailable=r.cores_free,
                           hypervisor=node.config["HYPERVISOR"], publicSubnets="", iqn="")
 
-        @rpc(ncTerminateInstanceType, _returns=ncTerminateInstanceResponseType, _body_style="bare",
-             _in_message_name="ncTerminateInstance", _out_message_name="ncTerminateInstanceResponse")
+        @operation("ncTerminateInstance", ncTerminateInstanceType, ncTerminateInstanceResponseType)
         def ncTerminateInstance(ctx, req):
             previous, now = _on_instance(node.terminate_instance, req.instanceId)
             return reply(ncTerminateInstanceResponseType, req, instanceId=req.instanceId,
                           shutdownState=now, previousState=previous)
 
-        @rpc(ncRebootInstanceType, _returns=ncRebootInstanceResponseType, _body_style="bare",
-             _in_message_name="ncRebootInstance", _out_message_name="ncRebootInstanceResponse")
+        @operation("ncRebootInstance", ncRebootInstanceType, ncRebootInstanceResponseType)
         def ncRebootInstance(ctx, req):
             _on_instance(node.reboot_instance, req.instanceId)
             return reply(ncRebootInstanceResponseType, req, status=True)
 
-        @rpc(ncStopInstanceType, _returns=ncStopInstanceResponseType, _body_style="bare",
-             _in_message_name="ncStopInstance", _out_message_name="ncStopInstanceResponse")
+        @operation("ncStopInstance", ncStopInstanceType, ncStopInstanceResponseType)
         def ncStopInstance(ctx, req):
             _on_instance(node.stop_instance, req.instanceId, bool(req.force))
             return reply(ncStopInstanceResponseType, req)
 
-        @rpc(ncStartInstanceType, _returns=ncStartInstanceResponseType, _body_style="bare",
-             _in_message_name="ncStartInstance", _out_message_name="ncStartInstanceResponse")
+        @operation("ncStartInstance", ncStartInstanceType, ncStartInstanceResponseType)
         def ncStartInstance(ctx, req):
             _on_instance(node.start_instance, req.instanceId, to_dict(req.instanceType) or None)
             return reply(ncStartInstanceResponseType, req)
 
-        @rpc(ncGetConsoleOutputType, _returns=ncGetConsoleOutputResponseType, _body_style="bare",
-             _in_message_name="ncGetConsoleOutput", _out_message_name="ncGetConsoleOutputResponse")
+        @operation("ncGetConsoleOutput", ncGetConsoleOutputType, ncGetConsoleOutputResponseType)
         def ncGetConsoleOutput(ctx, req):
             output = _on_instance(node.console_output, req.instanceId)
             return reply(ncGetConsoleOutputResponseType, req, consoleOutput=base64.b64encode(output).decode())

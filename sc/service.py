@@ -1,10 +1,10 @@
 """The SC's SOAP face: CreateStorageVolume, DescribeStorageVolumes, DeleteStorageVolume."""
 
-from spyne import ComplexModel, Integer, ServiceBase, Unicode, rpc
+from spyne import ComplexModel, Integer, ServiceBase, Unicode
 
 from eucacore import ids
 from eucacore.messages import BASE_FIELDS, reply, Message, TNS, many, required
-from eucacore.soap import EucaFault, make_application
+from eucacore.soap import EucaFault, make_application, operation
 from sc.volumes import StorageController, VolumeError
 
 
@@ -51,8 +51,7 @@ def application(sc: StorageController | None = None):
     """The SC's spyne application, serving ``sc``."""
 
     class SC(ServiceBase):
-        @rpc(CreateStorageVolumeType, _returns=CreateStorageVolumeResponseType, _body_style="bare",
-             _in_message_name="CreateStorageVolume", _out_message_name="CreateStorageVolumeResponse")
+        @operation("CreateStorageVolume", CreateStorageVolumeType, CreateStorageVolumeResponseType)
         def CreateStorageVolume(ctx, req):
             try:
                 row = sc.create_volume(req.volumeId, int(req.size or 0), req.snapshotId)
@@ -62,8 +61,7 @@ def application(sc: StorageController | None = None):
             return reply(CreateStorageVolumeResponseType, req, volumeId=v.volumeId, size=v.size,
                           snapshotId=v.snapshotId, status=v.status, createTime=v.createTime)
 
-        @rpc(DeleteStorageVolumeType, _returns=DeleteStorageVolumeResponseType, _body_style="bare",
-             _in_message_name="DeleteStorageVolume", _out_message_name="DeleteStorageVolumeResponse")
+        @operation("DeleteStorageVolume", DeleteStorageVolumeType, DeleteStorageVolumeResponseType)
         def DeleteStorageVolume(ctx, req):
             try:
                 sc.delete_volume(req.volumeId)
@@ -71,8 +69,7 @@ def application(sc: StorageController | None = None):
                 raise EucaFault(e.code, str(e))
             return reply(DeleteStorageVolumeResponseType, req, volumeId=req.volumeId)
 
-        @rpc(DescribeStorageVolumesType, _returns=DescribeStorageVolumesResponseType, _body_style="bare",
-             _in_message_name="DescribeStorageVolumes", _out_message_name="DescribeStorageVolumesResponse")
+        @operation("DescribeStorageVolumes", DescribeStorageVolumesType, DescribeStorageVolumesResponseType)
         def DescribeStorageVolumes(ctx, req):
             return reply(DescribeStorageVolumesResponseType, req,
                           volumeSet=[_volume(r) for r in sc.volumes(req.volumeSet or None)])

@@ -225,10 +225,18 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.5, what: str = 
     return last
 
 
+def register_image(ec2, s3, bucket: str, name: str, key: str = "disk.img", size: int = 65536) -> str:
+    """A machine image of the clients' account: ``size`` zero bytes in a new bucket, registered as ``name``."""
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key=key, Body=b"\0" * size)
+    return ec2.register_image(ImageLocation=f"{bucket}/{key}", Name=name)["ImageId"]
+
+
 @contextlib.contextmanager
-def running_cloud(root: Path):
-    """A started cloud at ``root``, stopped again however the block ends."""
-    cloud = Cloud(root)
+def running_cloud(root: Path, **overrides):
+    """A started cloud at ``root`` (``overrides`` of its eucalyptus.conf), stopped again however
+    the block ends."""
+    cloud = Cloud(root, **overrides)
     try:
         cloud.start()
         yield cloud

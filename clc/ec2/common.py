@@ -69,6 +69,15 @@ def _pattern(pattern: str) -> re.Pattern:
     return re.compile("".join(out), re.DOTALL)
 
 
+def checked_attribute(name: str | None, allowed: tuple[str, ...]) -> str:
+    """``name`` if it is one of the ``allowed`` attributes of a Describe/Modify/Reset*Attribute,
+    else InvalidParameterValue."""
+    if name not in allowed:
+        raise AWSError("InvalidParameterValue", f"Value ({name}) for parameter attribute is invalid. "
+                                                f"Expecting one of: {', '.join(allowed)}.")
+    return name
+
+
 def dry_run(params: dict) -> None:
     """DryRun: the caller may do this; say so with AWS's DryRunOperation instead of doing it."""
     if params.get("DryRun"):

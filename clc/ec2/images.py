@@ -21,14 +21,14 @@ from lxml import etree
 from eucacore import ids
 from eucacore.awsapi.errors import AWSError
 from clc.ec2.access import sees_all_accounts
-from clc.ec2.common import Page, apply_filters, copy_present, dry_run, not_found
+from clc.ec2.common import Page, apply_filters, checked_attribute, copy_present, dry_run, not_found
+from clc.ec2.permissions import PUBLIC, change_grantees, grantees_of, permission_changes, permission_items
 from clc.ec2.tags import add_tags, delete_resource_tags, requested_tags, tag_getters, tag_sets
 from clc.ec2.volumes import own_instance
 
 log = logging.getLogger("eucalyptus.clc.images")
 
 _PREFIX = {"machine": "emi", "kernel": "eki", "ramdisk": "eri"}
-PUBLIC = "all"
 LAUNCH_PERMISSION = "launchPermission"
 ARCHITECTURES = ("i386", "x86_64")
 MANIFEST_SUFFIX = ".manifest.xml"
@@ -352,14 +352,7 @@ def _owned_image(ctx, image_id: str) -> dict:
 
 
 def _grantees(ctx, image_ids: list[str]) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {i: set() for i in image_ids}
-    for start in range(0, len(image_ids), 500):
-        chunk = image_ids[start:start + 500]
-        marks = ", ".join("?" for _ in chunk)
-        for image_id, grantee in ctx.cloud.store.db.execute(
-                f"SELECT image_id, grantee FROM image_permissions WHERE image_id IN ({marks})", chunk):
-            out[image_id].add(grantee)
-    return out
+    return grantees_of(ctx.cloud.store.db, "image_permissions", "image_id", image_ids)
 
 
 # -- DescribeImages ---------------------------------------------------------------------------------
@@ -476,13 +469,6 @@ def describe_images(ctx, params):
 
 # -- image attributes -------------------------------------------------------------------------------
 
-def _checked_attribute(name: str | None, allowed: tuple[str, ...]) -> str:
-    if name not in allowed:
-        raise AWSError("InvalidParameterValue", f"Value ({name}) for parameter attribute is invalid. "
-                                                f"Expecting one of: {', '.join(allowed)}.")
-    return name
-
-
 def _value(text: str | None) -> dict:
     """An AttributeValue: ``{"Value": text}``, or empty when there is none."""
     return {"Value": text} if text else {}
@@ -491,7 +477,7 @@ def _value(text: str | None) -> dict:
 def describe_image_attribute(ctx, params):
     """One attribute of the caller's own image; kernel and ramdisk are read-only here, product
     codes and block device mappings always empty, and the rest AWS's defaults."""
-    attribute = _checked_attribute(params.get("Attribute"), ATTRIBUTES)
+    attribute = checked_attribute(params.get("Attribute"), ATTRIBUTES)
     image_id = params["ImageId"]
     row = _owned_image(ctx, image_id)
     dry_run(params)
@@ -501,9 +487,8 @@ def describe_image_attribute(ctx, params):
     elif attribute in ("kernel", "ramdisk"):
         out["KernelId" if attribute == "kernel" else "RamdiskId"] = _value(row[f"{attribute}_id"])
     elif attribute == LAUNCH_PERMISSION:
-        grantees = _grantees(ctx, [image_id])[image_id] | ({PUBLIC} if row["is_public"] else set())
-        out["LaunchPermissions"] = ([{"Group": PUBLIC}] if PUBLIC in grantees else []) + \
-            [{"UserId": g} for g in sorted(grantees - {PUBLIC})]
+        granted = _grantees(ctx, [image_id])[image_id] | ({PUBLIC} if row["is_public"] else set())
+        out["LaunchPermissions"] = permission_items(granted)
     elif attribute == "productCodes":
         out["ProductCodes"] = []
     elif attribute == "blockDeviceMapping":
@@ -532,25 +517,6 @@ def _grantee(permission: dict) -> str:
     return group or user_id
 
 
-def _permission_changes(params: dict) -> tuple[set[str], set[str]]:
-    """(grantees to add, to remove) in either form: LaunchPermission {Add, Remove}, or
-    OperationType with UserIds and UserGroups."""
-    structured = params.get("LaunchPermission") or {}
-    add = {_grantee(p) for p in structured.get("Add") or []}
-    remove = {_grantee(p) for p in structured.get("Remove") or []}
-    listed = [{"UserId": u} for u in params.get("UserIds") or []] + \
-             [{"Group": g} for g in params.get("UserGroups") or []]
-    if listed:
-        operation = params.get("OperationType")
-        if operation not in ("add", "remove"):
-            raise AWSError("MissingParameter" if operation is None else "InvalidParameterValue",
-                           "The parameter OperationType must be 'add' or 'remove'.")
-        (add if operation == "add" else remove).update(_grantee(p) for p in listed)
-    if not add and not remove:
-        raise AWSError("MissingParameter", "The request must contain the parameter launchPermission")
-    return add, remove
-
-
 def _requested_attribute(params: dict) -> str:
     """The one attribute a ModifyImageAttribute changes: description or launchPermission."""
     for member in _UNSUPPORTED_MODIFY_MEMBERS:
@@ -558,7 +524,7 @@ def _requested_attribute(params: dict) -> str:
             raise AWSError("InvalidParameterValue", f"The parameter {member} is not supported by this cloud.")
     attribute = params.get("Attribute")
     if attribute is not None:
-        _checked_attribute(attribute, ("description", LAUNCH_PERMISSION))
+        checked_attribute(attribute, ("description", LAUNCH_PERMISSION))
     wanted = {a for a, given in (
         ("description", attribute == "description" or params.get("Description") is not None),
         (LAUNCH_PERMISSION, attribute == LAUNCH_PERMISSION or any(
@@ -579,7 +545,8 @@ def modify_image_attribute(ctx, params):
             raise AWSError("MissingParameter", "The request must contain the parameter description")
         description = _checked_description(value)
     else:
-        add, remove = _permission_changes(params)
+        add, remove = permission_changes(params, _grantee, member="LaunchPermission", groups_member="UserGroups",
+                                         attribute=LAUNCH_PERMISSION)
     image_id = params["ImageId"]
     with ctx.cloud.store.atomic() as db:
         _owned_image(ctx, image_id)
@@ -587,10 +554,7 @@ def modify_image_attribute(ctx, params):
         if attribute == "description":
             db["images"].update(image_id, {"description": description})
             return {}
-        db.conn.executemany("INSERT OR IGNORE INTO image_permissions (image_id, grantee) VALUES (?, ?)",
-                            [(image_id, g) for g in sorted(add - remove)])
-        db.conn.executemany("DELETE FROM image_permissions WHERE image_id = ? AND grantee = ?",
-                            [(image_id, g) for g in sorted(remove)])
+        change_grantees(db, "image_permissions", "image_id", image_id, add, remove)
         if PUBLIC in add | remove:
             db["images"].update(image_id, {"is_public": int(PUBLIC in add - remove)})
     return {}
@@ -598,7 +562,7 @@ def modify_image_attribute(ctx, params):
 
 def reset_image_attribute(ctx, params):
     """Takes back every launch permission of the caller's image (only launchPermission resets)."""
-    _checked_attribute(params.get("Attribute"), (LAUNCH_PERMISSION,))
+    checked_attribute(params.get("Attribute"), (LAUNCH_PERMISSION,))
     image_id = params["ImageId"]
     with ctx.cloud.store.atomic() as db:
         _owned_image(ctx, image_id)

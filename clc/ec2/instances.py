@@ -377,7 +377,10 @@ def _group_filters(groups: dict[str, list[dict]]) -> dict:
     return {"group-id": ids_of, "instance.group-id": ids_of, "group-name": names_of, "instance.group-name": names_of}
 
 
-def describe_instances(ctx, params):
+def _requested_instances(ctx, params: dict) -> tuple[list[dict], Page]:
+    """The instances a DescribeInstances/DescribeInstanceStatus names (InstanceIds), else all
+    the caller sees, and the request's Page.  An id the caller cannot see is
+    InvalidInstanceID.NotFound; InstanceIds with MaxResults InvalidParameterCombination."""
     every_account, wanted = sees_all_accounts(ctx, params.get("InstanceIds"), params.get("Filters"))
     page = Page(params)
     if wanted and params.get("MaxResults") is not None:
@@ -389,6 +392,11 @@ def describe_instances(ctx, params):
             if not any(r["instance_id"] == instance_id for r in rows):
                 raise not_found("InvalidInstanceID.NotFound", "instance ID", instance_id)
         rows = [r for r in rows if r["instance_id"] in wanted]
+    return rows, page
+
+
+def describe_instances(ctx, params):
+    rows, page = _requested_instances(ctx, params)
     groups = _group_refs(ctx.cloud, rows)
     rows = apply_filters(rows, params.get("Filters"), {
         **_FILTERS, **_group_filters(groups),
@@ -579,17 +587,7 @@ _STATUS_FILTERS = {
 
 
 def describe_instance_status(ctx, params):
-    every_account, wanted = sees_all_accounts(ctx, params.get("InstanceIds"), params.get("Filters"))
-    page = Page(params)
-    if wanted and params.get("MaxResults") is not None:
-        raise AWSError("InvalidParameterCombination",
-                       "The parameter instancesSet cannot be used with the parameter maxResults")
-    rows = _visible_instances(ctx, every_account)
-    if wanted:
-        for instance_id in wanted:
-            if not any(r["instance_id"] == instance_id for r in rows):
-                raise not_found("InvalidInstanceID.NotFound", "instance ID", instance_id)
-        rows = [r for r in rows if r["instance_id"] in wanted]
+    rows, page = _requested_instances(ctx, params)
     if not params.get("IncludeAllInstances"):
         rows = [r for r in rows if r["state"] == "running"]
     rows = apply_filters(rows, params.get("Filters"), _STATUS_FILTERS)

@@ -13,7 +13,8 @@ import re
 from eucacore import ids, soap
 from eucacore.awsapi.errors import AWSError
 from clc.ec2.access import sees_all_accounts
-from clc.ec2.common import Page, apply_filters, dry_run, not_found
+from clc.ec2.common import Page, apply_filters, checked_attribute, dry_run, not_found
+from clc.ec2.permissions import PUBLIC, change_grantees, grantees_of, permission_changes, permission_items
 from clc.ec2.tags import add_tags, delete_resource_tags, requested_tags, tag_getters, tag_sets
 
 log = logging.getLogger("eucalyptus.clc.volumes")
@@ -21,7 +22,6 @@ log = logging.getLogger("eucalyptus.clc.volumes")
 #: The SC's limit (sc.volumes.MAX_VOLUME_GB), checked here so a refusal costs no record.
 MAX_VOLUME_GIB = 1024
 VOLUME_TYPE = "standard"
-PUBLIC = "all"
 CREATE_VOLUME_PERMISSION = "createVolumePermission"
 PAGE_MIN = 5
 _DEVICE = re.compile(r"^/dev/(sd|vd|xvd|hd)[b-z][0-9]{0,2}$")
@@ -415,14 +415,7 @@ def own_snapshot(ctx, snapshot_id: str) -> dict:
 
 
 def _grantees(ctx, snapshot_ids: list[str]) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {sid: set() for sid in snapshot_ids}
-    if snapshot_ids:
-        marks = ", ".join("?" for _ in snapshot_ids)
-        for sid, grantee in ctx.cloud.store.db.execute(
-                f"SELECT snapshot_id, grantee FROM snapshot_permissions WHERE snapshot_id IN ({marks})",
-                snapshot_ids):
-            out[sid].add(grantee)
-    return out
+    return grantees_of(ctx.cloud.store.db, "snapshot_permissions", "snapshot_id", snapshot_ids)
 
 
 def _snapshot(row: dict, tags: list[dict] | None = None) -> dict:
@@ -528,13 +521,6 @@ def describe_snapshots(ctx, params):
 
 # -- snapshot attributes ----------------------------------------------------------------------------
 
-def _checked_attribute(name: str | None, allowed: tuple[str, ...]) -> str:
-    if name not in allowed:
-        raise AWSError("InvalidParameterValue", f"Value ({name}) for parameter attribute is invalid. "
-                                                f"Expecting one of: {', '.join(allowed)}.")
-    return name
-
-
 def _permission_grantee(permission: dict) -> str:
     """The grantee of a createVolumePermission item: an account id, or 'all' for the group."""
     user_id, group = permission.get("UserId"), permission.get("Group")
@@ -555,21 +541,9 @@ def _permission_changes(params: dict) -> tuple[set[str], set[str]]:
     """(grantees to add, grantees to remove) of a ModifySnapshotAttribute, in either of its forms:
     CreateVolumePermission {Add, Remove}, or OperationType with UserIds and GroupNames."""
     if params.get("Attribute") is not None:
-        _checked_attribute(params["Attribute"], (CREATE_VOLUME_PERMISSION,))
-    structured = params.get("CreateVolumePermission") or {}
-    add = {_permission_grantee(p) for p in structured.get("Add") or []}
-    remove = {_permission_grantee(p) for p in structured.get("Remove") or []}
-    listed = [{"UserId": u} for u in params.get("UserIds") or []] + \
-             [{"Group": g} for g in params.get("GroupNames") or []]
-    if listed:
-        operation = params.get("OperationType")
-        if operation not in ("add", "remove"):
-            raise AWSError("MissingParameter" if operation is None else "InvalidParameterValue",
-                           "The parameter OperationType must be 'add' or 'remove'.")
-        (add if operation == "add" else remove).update(_permission_grantee(p) for p in listed)
-    if not add and not remove:
-        raise AWSError("MissingParameter", "The request must contain the parameter createVolumePermission")
-    return add, remove
+        checked_attribute(params["Attribute"], (CREATE_VOLUME_PERMISSION,))
+    return permission_changes(params, _permission_grantee, member="CreateVolumePermission",
+                              groups_member="GroupNames", attribute=CREATE_VOLUME_PERMISSION)
 
 
 def modify_snapshot_attribute(ctx, params):
@@ -579,29 +553,24 @@ def modify_snapshot_attribute(ctx, params):
     with ctx.cloud.store.atomic() as db:
         own_snapshot(ctx, snapshot_id)
         dry_run(params)
-        db.conn.executemany("INSERT OR IGNORE INTO snapshot_permissions (snapshot_id, grantee) VALUES (?, ?)",
-                       [(snapshot_id, g) for g in sorted(add)])
-        db.conn.executemany("DELETE FROM snapshot_permissions WHERE snapshot_id = ? AND grantee = ?",
-                       [(snapshot_id, g) for g in sorted(remove)])
+        change_grantees(db, "snapshot_permissions", "snapshot_id", snapshot_id, add, remove)
     return {}
 
 
 def describe_snapshot_attribute(ctx, params):
-    attribute = _checked_attribute(params["Attribute"], (CREATE_VOLUME_PERMISSION, "productCodes"))
+    attribute = checked_attribute(params["Attribute"], (CREATE_VOLUME_PERMISSION, "productCodes"))
     snapshot_id = params["SnapshotId"]
     own_snapshot(ctx, snapshot_id)
     dry_run(params)
     if attribute == "productCodes":
         return {"SnapshotId": snapshot_id, "ProductCodes": []}
-    grantees = _grantees(ctx, [snapshot_id])[snapshot_id]
-    permissions = [{"Group": PUBLIC}] if PUBLIC in grantees else []
-    permissions += [{"UserId": g} for g in sorted(grantees - {PUBLIC})]
+    permissions = permission_items(_grantees(ctx, [snapshot_id])[snapshot_id])
     return {"SnapshotId": snapshot_id, "CreateVolumePermissions": permissions}
 
 
 def reset_snapshot_attribute(ctx, params):
     """Makes the caller's snapshot private again (only createVolumePermission can be reset)."""
-    _checked_attribute(params["Attribute"], (CREATE_VOLUME_PERMISSION,))
+    checked_attribute(params["Attribute"], (CREATE_VOLUME_PERMISSION,))
     snapshot_id = params["SnapshotId"]
     with ctx.cloud.store.atomic() as db:
         own_snapshot(ctx, snapshot_id)

@@ -14,7 +14,7 @@ import botocore.exceptions
 import pytest
 
 from clc.usage import COLUMNS
-from tests.cloudharness import parse_eucarc, wait_for
+from tests.cloudharness import parse_eucarc, register_image, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -197,9 +197,7 @@ def _quota_lines(admin_env, account: str) -> dict[str, list[str]]:
 def test_quotas_limit_the_accounts_commands(cloud, admin_env):
     tenant = cloud.new_account("cli-q")
     ec2, s3 = tenant.client("ec2"), tenant.client("s3")
-    s3.create_bucket(Bucket="cli-q-images")
-    s3.put_object(Bucket="cli-q-images", Key="q.img", Body=b"\0" * 4096)
-    image_id = ec2.register_image(ImageLocation="cli-q-images/q.img", Name="cli-q-image")["ImageId"]
+    image_id = register_image(ec2, s3, "cli-q-images", "cli-q-image", key="q.img", size=4096)
     env = tenant_env(cloud, tenant)
     try:
         tool(admin_env, "euare-accountsetquota", "-a", "cli-q", "-q", "instances=0", "-q", "buckets=1")

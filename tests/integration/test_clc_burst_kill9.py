@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import botocore.exceptions
 import pytest
 
-from tests.cloudharness import Cloud, wait_for
+from tests.cloudharness import register_image, running_cloud, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -149,11 +149,8 @@ class Burst:
 
 @pytest.fixture(scope="module")
 def burst_cloud(tmp_path_factory):
-    cloud = Cloud(tmp_path_factory.mktemp("burst-kill9"), VNET_PUBLICIPS=f"{POOL[0]}-{POOL[1]}")
-    try:
-        yield cloud.start()
-    finally:
-        cloud.stop()
+    with running_cloud(tmp_path_factory.mktemp("burst-kill9"), VNET_PUBLICIPS=f"{POOL[0]}-{POOL[1]}") as cloud:
+        yield cloud
 
 
 @pytest.fixture(scope="module")
@@ -163,10 +160,7 @@ def tenant(burst_cloud):
 
 @pytest.fixture(scope="module")
 def image_id(tenant):
-    ec2, s3 = tenant.client("ec2"), tenant.client("s3")
-    s3.create_bucket(Bucket="burst-images")
-    s3.put_object(Bucket="burst-images", Key="b.img", Body=b"\0" * 65536)
-    return ec2.register_image(ImageLocation="burst-images/b.img", Name="burst-image")["ImageId"]
+    return register_image(tenant.client("ec2"), tenant.client("s3"), "burst-images", "burst-image")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.cloudharness import Cloud, wait_for
+from tests.cloudharness import running_cloud, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -315,11 +315,8 @@ POOL = ["10.98.0.1", "10.98.0.2"]
 
 @pytest.fixture(scope="module")
 def eip_cloud(tmp_path_factory):
-    cloud = Cloud(tmp_path_factory.mktemp("cli-eip-cloud"), VNET_PUBLICIPS=f"{POOL[0]}-{POOL[-1]}")
-    try:
-        yield cloud.start()
-    finally:
-        cloud.stop()
+    with running_cloud(tmp_path_factory.mktemp("cli-eip-cloud"), VNET_PUBLICIPS=f"{POOL[0]}-{POOL[-1]}") as cloud:
+        yield cloud
 
 
 def test_address_commands(eip_cloud):

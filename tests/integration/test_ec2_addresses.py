@@ -9,7 +9,7 @@ import botocore.exceptions
 import pytest
 
 from eucacore.policy import quota_policy
-from tests.cloudharness import Cloud, wait_for
+from tests.cloudharness import register_image, running_cloud, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -28,11 +28,8 @@ def _instance(ec2, instance_id: str) -> dict:
 
 @pytest.fixture(scope="module")
 def eip_cloud(tmp_path_factory):
-    cloud = Cloud(tmp_path_factory.mktemp("eip-cloud"), VNET_PUBLICIPS=f"{POOL[0]}-{POOL[-1]}")
-    try:
-        yield cloud.start()
-    finally:
-        cloud.stop()
+    with running_cloud(tmp_path_factory.mktemp("eip-cloud"), VNET_PUBLICIPS=f"{POOL[0]}-{POOL[-1]}") as cloud:
+        yield cloud
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +41,7 @@ def tenant(eip_cloud):
 def instances(tenant):
     """Two running instances of the tenant."""
     ec2, s3 = tenant.client("ec2"), tenant.client("s3")
-    s3.create_bucket(Bucket="eip-images")
-    s3.put_object(Bucket="eip-images", Key="e.img", Body=b"\0" * 65536)
-    image_id = ec2.register_image(ImageLocation="eip-images/e.img", Name="eip-image")["ImageId"]
+    image_id = register_image(ec2, s3, "eip-images", "eip-image")
     run = ec2.run_instances(ImageId=image_id, MinCount=2, MaxCount=2)
     instance_ids = [i["InstanceId"] for i in run["Instances"]]
     wait_for(lambda: all(_instance(ec2, i)["State"]["Name"] == "running" for i in instance_ids),

@@ -5,7 +5,7 @@ and another account's instances."""
 import botocore.exceptions
 import pytest
 
-from tests.cloudharness import wait_for
+from tests.cloudharness import register_image, wait_for
 
 pytestmark = pytest.mark.integration
 FAST = {"Delay": 1, "MaxAttempts": 90}
@@ -33,11 +33,7 @@ def ec2(tenant):
 
 @pytest.fixture(scope="module")
 def image(tenant):
-    s3 = tenant.client("s3")
-    s3.create_bucket(Bucket="lifecycle-images")
-    s3.put_object(Bucket="lifecycle-images", Key="life.img", Body=b"\0" * 65536)
-    return tenant.client("ec2").register_image(ImageLocation="lifecycle-images/life.img",
-                                                Name="lifecycle-image")["ImageId"]
+    return register_image(tenant.client("ec2"), tenant.client("s3"), "lifecycle-images", "lifecycle-image")
 
 
 def _run(ec2, image, **params) -> str:

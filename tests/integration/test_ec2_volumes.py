@@ -10,7 +10,7 @@ import botocore.exceptions
 import pytest
 
 from eucacore.policy import quota_policy
-from tests.cloudharness import wait_for
+from tests.cloudharness import register_image, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -116,10 +116,7 @@ def _state(ec2, instance_id: str) -> str:
 
 
 def test_attach_and_detach(ec2, tenant):
-    s3 = tenant.client("s3")
-    s3.create_bucket(Bucket="vol-tenant-images")
-    s3.put_object(Bucket="vol-tenant-images", Key="v.img", Body=b"\0" * 65536)
-    image_id = ec2.register_image(ImageLocation="vol-tenant-images/v.img", Name="vol-image")["ImageId"]
+    image_id = register_image(ec2, tenant.client("s3"), "vol-tenant-images", "vol-image")
     instance_id = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
     volume_id = ec2.create_volume(Size=1, AvailabilityZone=ZONE)["VolumeId"]
     try:

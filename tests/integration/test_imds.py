@@ -11,7 +11,7 @@ import sqlite3
 
 import pytest
 
-from tests.cloudharness import wait_for
+from tests.cloudharness import register_image, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -31,9 +31,7 @@ def fetch(cloud, path, source="127.0.0.1", method="GET", headers=None):
 def instance(cloud):
     tenant = cloud.new_account("imds-tenant")
     ec2, s3 = tenant.client("ec2"), tenant.client("s3")
-    s3.create_bucket(Bucket="imds-images")
-    s3.put_object(Bucket="imds-images", Key="disk.img", Body=b"\0" * 4096)
-    image = ec2.register_image(ImageLocation="imds-images/disk.img", Name="imds-image")["ImageId"]
+    image = register_image(ec2, s3, "imds-images", "imds-image", size=4096)
     key = ec2.create_key_pair(KeyName="imds-key")
     run = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, KeyName="imds-key", UserData="#!/bin/sh\necho x\n")
     instance_id = run["Instances"][0]["InstanceId"]

@@ -3,7 +3,7 @@
 import pytest
 
 from eucacore import pki, soap
-from tests.cloudharness import running_cloud, wait_for
+from tests.cloudharness import register_image, running_cloud, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -27,9 +27,7 @@ def _state(ec2, instance_id):
 def running(kcloud):
     """An instance that reached running before any daemon was killed."""
     ec2, s3 = kcloud.client("ec2"), kcloud.client("s3")
-    s3.create_bucket(Bucket="kimages")
-    s3.put_object(Bucket="kimages", Key="k.img", Body=b"\0" * 65536)
-    image_id = ec2.register_image(ImageLocation="kimages/k.img", Name="kill-image")["ImageId"]
+    image_id = register_image(ec2, s3, "kimages", "kill-image")
     instance_id = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
     wait_for(lambda: _state(ec2, instance_id) == "running", timeout=60, what="running")
     return image_id, instance_id

@@ -6,7 +6,7 @@ import botocore.exceptions
 import pytest
 
 from eucacore.policy import quota_policy
-from tests.cloudharness import wait_for
+from tests.cloudharness import register_image, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -128,11 +128,7 @@ def test_polling_frequency_round_trips(properties):
 def tenant(cloud):
     """An account with an image of its own."""
     tenant = cloud.new_account("prop-tenant")
-    s3 = tenant.client("s3")
-    s3.create_bucket(Bucket="prop-images")
-    s3.put_object(Bucket="prop-images", Key="p.img", Body=b"\0" * 65536)
-    tenant.image_id = tenant.client("ec2").register_image(ImageLocation="prop-images/p.img",
-                                                          Name="prop-image")["ImageId"]
+    tenant.image_id = register_image(tenant.client("ec2"), tenant.client("s3"), "prop-images", "prop-image")
     return tenant
 
 

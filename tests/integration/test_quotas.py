@@ -4,7 +4,7 @@ import botocore.exceptions
 import pytest
 
 from eucacore.policy import quota_policy
-from tests.cloudharness import wait_for
+from tests.cloudharness import register_image, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -14,13 +14,6 @@ LIVE = ("pending", "running")
 
 def _code(excinfo) -> str:
     return excinfo.value.response["Error"]["Code"]
-
-
-def _register_image(ec2, s3, bucket: str) -> str:
-    """A small machine image of the caller's own: a bucket, an object, a registration."""
-    s3.create_bucket(Bucket=bucket)
-    s3.put_object(Bucket=bucket, Key="q.img", Body=b"\0" * 65536)
-    return ec2.register_image(ImageLocation=f"{bucket}/q.img", Name="quota-image")["ImageId"]
 
 
 def _live_ids(ec2) -> set[str]:
@@ -84,7 +77,8 @@ class Launcher:
 @pytest.fixture(scope="module")
 def launcher(cloud):
     tenant = cloud.new_account("quota-ec2")
-    launcher = Launcher(tenant, _register_image(tenant.client("ec2"), tenant.client("s3"), "quota-ec2-images"))
+    image_id = register_image(tenant.client("ec2"), tenant.client("s3"), "quota-ec2-images", "quota-image")
+    launcher = Launcher(tenant, image_id)
     yield launcher
     launcher.terminate_all()
 
@@ -222,12 +216,13 @@ def test_only_the_cloud_admin_sets_quotas(storage_tenant):
 
 @pytest.fixture
 def admin_image(cloud, ec2, s3):
-    return _register_image(ec2, s3, "quota-admin-images")
+    return register_image(ec2, s3, "quota-admin-images", "quota-image")
 
 
 def test_default_quota_property(cloud, ec2, admin_image):
     tenant = cloud.new_account("quota-default")
-    launcher = Launcher(tenant, _register_image(tenant.client("ec2"), tenant.client("s3"), "quota-default-images"))
+    image_id = register_image(tenant.client("ec2"), tenant.client("s3"), "quota-default-images", "quota-image")
+    launcher = Launcher(tenant, image_id)
     properties = cloud.client("properties")
     admin_instances = []
     try:

@@ -11,7 +11,7 @@ import botocore.exceptions
 import pytest
 
 from clc.usage import COLUMNS
-from tests.cloudharness import wait_for
+from tests.cloudharness import register_image, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -57,9 +57,7 @@ def used(cloud):
     window = Window(cloud, _now() - datetime.timedelta(seconds=1))
     tenant = cloud.new_account("usage-tenant")
     ec2, s3 = tenant.client("ec2"), tenant.client("s3")
-    s3.create_bucket(Bucket="usage-bucket")
-    s3.put_object(Bucket="usage-bucket", Key="u.img", Body=b"\0" * 65536)
-    image_id = ec2.register_image(ImageLocation="usage-bucket/u.img", Name="usage-image")["ImageId"]
+    image_id = register_image(ec2, s3, "usage-bucket", "usage-image", key="u.img")
     instance_id = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
     try:
         wait_for(lambda: _state(ec2, instance_id) == "running", timeout=60, what="running")

@@ -15,10 +15,9 @@ from clc.ec2 import instances
 from clc.poller import ClusterPoller
 from eucacore import ids, messages
 from eucacore.config import default_config
-from tests.unit.ec2wire import Ec2
+from tests.unit.ec2wire import ALICE, BOB, Ec2
 from tests.unit.test_ec2_volumes import set_quota
 
-ALICE, BOB = "111111111111", "222222222222"
 ZONE = "zone-a"
 
 

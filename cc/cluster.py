@@ -4,9 +4,13 @@ The CC answers the CLC from its cache, which a poller refreshes from every node
 each NC_POLLING_FREQUENCY seconds; instances unseen for INSTANCE_TIMEOUT are dropped.
 Instance records carry their node's ``stateName`` as it is (Pending, Extant,
 Stopping, Stopped, Teardown: see nc.node), so stopped instances are reported as
-such. Reboot, stop, start and console output go to the node that runs the instance,
-and the cache takes the new state at once; a poll that read a node before such a
+such. Reboot, stop, start, console output and CreateImage go to the node that runs the
+instance, and the cache takes the new state at once; a poll that read a node before such a
 change does not overwrite it with what it read.
+
+The CC also holds the security groups' rules the CLC pushes (ConfigureNetwork): the whole
+current rule set of each (account, group), in ``network_groups``, durable like everything
+else here, for the networking layer to enforce.
 """
 
 import json
@@ -28,7 +32,19 @@ def _schema_v1(db):
                             "last_seen": float}, pk="instance_id")
 
 
-MIGRATIONS = [_schema_v1]
+def _schema_v2(db):
+    """Security groups' rules as the CLC pushes them (ConfigureNetwork): the whole current rule
+    set of each (account, group), a JSON list of the original's rule form, for the networking
+    layer to enforce."""
+    db["network_groups"].create({"account_id": str, "name": str, "rules": str, "updated": float},
+                                pk=("account_id", "name"))
+
+
+MIGRATIONS = [_schema_v1, _schema_v2]
+
+#: ConfigureNetwork's rule types and protocols (the original's, "all" for every protocol).
+RULE_TYPES = ("firewall-open",)
+RULE_PROTOCOLS = ("tcp", "udp", "icmp", "all")
 
 
 class NoCapacity(Exception):
@@ -49,6 +65,10 @@ class NodeRefused(Exception):
 
 class NodeUnreachable(Exception):
     """The node that runs the instance does not answer."""
+
+
+class InvalidRules(Exception):
+    """A ConfigureNetwork that cannot be stored as it is: nothing of it was stored."""
 
 
 class ClusterController:
@@ -270,6 +290,54 @@ class ClusterController:
         node, _ = self._located(instance_id)
         return self._on_node(node, "ncGetConsoleOutput", instanceId=instance_id).consoleOutput or ""
 
+    def create_image(self, instance_id: str, image_id: str, image_url: str, no_reboot: bool) -> None:
+        """Ask the instance's node to copy its root disk to ``image_url`` (a presigned PUT) as
+        ``image_id``; the node reports the task's progress in the instance's record."""
+        node, _ = self._located(instance_id)
+        self._on_node(node, "ncCreateImage", instanceId=instance_id, imageId=image_id, imageURL=image_url,
+                      noReboot=no_reboot)
+
+    # -- security groups' rules -----------------------------------------------------------
+
+    def configure_network(self, account_id: str, rules: list[dict], group_names: list[str] | None = None,
+                          deleted: list[str] = (), complete: bool = False) -> None:
+        """Store the whole current rule set of the account's groups ``group_names`` (each
+        group's rules are those of ``rules`` that name it as their destination; without
+        ``group_names``, the groups the rules name), forget the groups ``deleted``, and with
+        ``complete`` every other group of the account too. All of it, or InvalidRules and
+        none of it."""
+        if not account_id:
+            raise InvalidRules("accountId is required")
+        by_group: dict[str, list[dict]] = {name: [] for name in group_names or []}
+        for rule in rules:
+            rule = _checked_rule(rule, account_id)
+            if group_names and rule["destName"] not in by_group:
+                raise InvalidRules(f"rule for group {rule['destName']} which the message does not carry")
+            by_group.setdefault(rule["destName"], []).append(rule)
+        if set(by_group) & set(deleted):
+            both = ", ".join(sorted(set(by_group) & set(deleted)))
+            raise InvalidRules(f"a group is both carried and deleted: {both}")
+        now = ids.now()
+        with self.store.atomic() as db:
+            if complete:
+                db.execute("DELETE FROM network_groups WHERE account_id = ? AND name NOT IN "
+                           "(SELECT value FROM json_each(?))", [account_id, json.dumps(list(by_group))])
+            for name in deleted:
+                db.execute("DELETE FROM network_groups WHERE account_id = ? AND name = ?", [account_id, name])
+            for name, group_rules in by_group.items():
+                db["network_groups"].upsert({"account_id": account_id, "name": name,
+                                             "rules": json.dumps(group_rules), "updated": now},
+                                            pk=("account_id", "name"))
+        log.info("network rules of account %s: %d group(s) set, %d deleted%s", account_id, len(by_group),
+                 len(deleted), " (complete)" if complete else "")
+
+    def network_groups(self, account_ids: list[str] | None = None) -> list[dict]:
+        """The stored groups: {"userName" (account id), "netName" (group name), "rules"}, by
+        account and name."""
+        rows = self.store.db["network_groups"].rows_where(order_by="account_id, name")
+        return [{"userName": r["account_id"], "netName": r["name"], "rules": json.loads(r["rules"])}
+                for r in rows if not account_ids or r["account_id"] in account_ids]
+
     def resources(self, vm_types: list[dict]) -> list[dict]:
         """For each instance type: how many fit in the cluster at most, and how many fit now."""
         nodes = [n for n in self.nodes() if n["status"] == "enabled"]
@@ -285,6 +353,30 @@ class ClusterController:
             out.append({"instanceType": vm, "maxInstances": sum(fit(n["resources"], "Max") for n in nodes),
                         "availableInstances": sum(fit(n["resources"], "Available") for n in nodes)})
         return out
+
+
+def _checked_rule(rule: dict, account_id: str) -> dict:
+    """A ConfigureNetwork rule in its stored form (lists present, ports integers), or InvalidRules."""
+    rule = dict(rule)
+    rule.setdefault("destUserName", account_id)
+    if rule["destUserName"] != account_id:
+        raise InvalidRules(f"rule for account {rule['destUserName']} in a message of account {account_id}")
+    if not rule.get("destName"):
+        raise InvalidRules("a rule without destName")
+    if rule.get("type") not in RULE_TYPES:
+        raise InvalidRules(f"rule type {rule.get('type')!r} is not one of {', '.join(RULE_TYPES)}")
+    if rule.get("protocol") not in RULE_PROTOCOLS:
+        raise InvalidRules(f"protocol {rule.get('protocol')!r} is not one of {', '.join(RULE_PROTOCOLS)}")
+    for key in ("sourceNames", "userNames", "sourceNets"):
+        rule[key] = list(rule.get(key) or [])
+    if len(rule["sourceNames"]) != len(rule["userNames"]):
+        raise InvalidRules("sourceNames and userNames must pair up")
+    if not rule["sourceNames"] and not rule["sourceNets"]:
+        raise InvalidRules(f"a rule of {rule['destName']} opens to no source")
+    for key in ("portRangeMin", "portRangeMax"):
+        rule[key] = int(rule[key]) if rule.get(key) is not None else -1
+    return {key: rule[key] for key in ("type", "destUserName", "destName", "protocol", "portRangeMin",
+                                       "portRangeMax", "sourceNets", "sourceNames", "userNames")}
 
 
 def fault_code(fault) -> str:

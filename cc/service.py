@@ -1,13 +1,25 @@
 """The CC's SOAP face: RunInstances, DescribeInstances, DescribeResources, TerminateInstances,
-RebootInstances, StopInstance, StartInstance, GetConsoleOutput.
+RebootInstances, StopInstance, StartInstance, GetConsoleOutput, CreateImage, ConfigureNetwork,
+DescribeNetworks.
 
-The last four go to the node that runs the instance (its faults come back as the CC's).
-StopInstance's ``force`` and StartInstance's ``instanceType`` are ours, as on the NC.
+Stop, start, console output and CreateImage go to the node that runs the instance (its faults
+come back as the CC's). StopInstance's ``force`` and StartInstance's ``instanceType`` are ours,
+as on the NC; so are CreateImage's ``imageId``, ``imageURL`` and ``noReboot`` (the original's
+CreateImage made an EBS image: volumeId, remoteDev).
+
+ConfigureNetwork is the original's (rules[], accountId), each rule naming its destination group
+(destUserName = account id, destName = group name); ours are ``groupNames`` (the groups whose
+whole rule set the message carries: one named without rules has none now; when absent, the
+groups the rules name), ``deletedGroupNames`` and ``complete`` (these are all the account's
+groups: forget the others). DescribeNetworks answers the original's mode fields and, ours,
+``groups``: every stored group with its rules (of the accounts ``accountIds``, when given), for
+the networking layer and for tests.
 """
 
 from spyne import Boolean, ComplexModel, Integer, ServiceBase, Unicode
 
-from cc.cluster import ClusterController, NoCapacity, NodeRefused, NodeUnreachable, UnknownInstance
+from cc.cluster import (ClusterController, InvalidRules, NoCapacity, NodeRefused, NodeUnreachable,
+                        UnknownInstance)
 from eucacore.messages import (BASE_FIELDS, reply, RUN_INSTANCE_FIELDS, Message, TNS, from_dict, instanceType, many,
                                required, to_dict, virtualMachineType)
 from eucacore.soap import EucaFault, make_application, operation
@@ -89,6 +101,52 @@ class GetConsoleOutputResponseType(Message):
     _type_info = BASE_FIELDS + [("instanceId", Unicode), ("consoleOutput", Unicode)]
 
 
+class CreateImageType(Message):
+    _type_info = BASE_FIELDS + [("instanceId", required(Unicode)), ("imageId", required(Unicode)),
+                                ("imageURL", required(Unicode)), ("noReboot", Boolean)]
+
+
+class CreateImageResponseType(Message):
+    _type_info = list(BASE_FIELDS)
+
+
+class networkRuleType(ComplexModel):
+    """One rule of the original's ConfigureNetwork: traffic that ``destUserName``'s group
+    ``destName`` lets in: ``protocol`` tcp | udp | icmp | all, ports (ICMP: type and code; -1:
+    all) from the CIDRs ``sourceNets`` or the groups ``sourceNames`` of the accounts ``userNames``."""
+    __namespace__ = TNS
+    _type_info = [("type", Unicode), ("sourceNames", many(Unicode)), ("userNames", many(Unicode)),
+                  ("sourceNets", many(Unicode)), ("destUserName", Unicode), ("destName", Unicode),
+                  ("protocol", Unicode), ("portRangeMin", Integer), ("portRangeMax", Integer)]
+
+
+class securityGroupType(ComplexModel):
+    """A group as the CC holds it: account id, name and its whole current rule set."""
+    __namespace__ = TNS
+    _type_info = [("userName", Unicode), ("netName", Unicode), ("rules", many(networkRuleType))]
+
+
+class ConfigureNetworkType(Message):
+    _type_info = BASE_FIELDS + [("rules", many(networkRuleType)), ("accountId", Unicode),
+                                ("groupNames", many(Unicode)), ("deletedGroupNames", many(Unicode)),
+                                ("complete", Boolean)]
+
+
+class ConfigureNetworkResponseType(Message):
+    _type_info = list(BASE_FIELDS)
+
+
+class DescribeNetworksType(Message):
+    _type_info = BASE_FIELDS + [("vmsubdomain", Unicode), ("nameserver", Unicode),
+                                ("clusterControllers", many(Unicode)), ("accountIds", many(Unicode))]
+
+
+class DescribeNetworksResponseType(Message):
+    _type_info = BASE_FIELDS + [("useVlans", Integer), ("mode", Unicode), ("addrsPerNet", Integer),
+                                ("vnetSubnet", Unicode), ("vnetNetmask", Unicode),
+                                ("groups", many(securityGroupType))]
+
+
 def _on_instance(operation, instance_id: str, *args):
     """``operation(instance_id, ...)`` of the cluster, its refusals as faults the CLC reads."""
     try:
@@ -162,5 +220,29 @@ def application(cluster: ClusterController | None = None):
         def GetConsoleOutput(ctx, req):
             output = _on_instance(cluster.console_output, req.instanceId)
             return reply(GetConsoleOutputResponseType, req, instanceId=req.instanceId, consoleOutput=output)
+
+        @operation("CreateImage", CreateImageType, CreateImageResponseType)
+        def CreateImage(ctx, req):
+            _on_instance(cluster.create_image, req.instanceId, req.imageId, req.imageURL, bool(req.noReboot))
+            return reply(CreateImageResponseType, req)
+
+        @operation("ConfigureNetwork", ConfigureNetworkType, ConfigureNetworkResponseType)
+        def ConfigureNetwork(ctx, req):
+            try:
+                cluster.configure_network(req.accountId, [to_dict(r) for r in req.rules or []],
+                                          list(req.groupNames or []) or None, list(req.deletedGroupNames or []),
+                                          bool(req.complete))
+            except InvalidRules as e:
+                raise EucaFault("InvalidParameter", str(e))
+            return reply(ConfigureNetworkResponseType, req)
+
+        @operation("DescribeNetworks", DescribeNetworksType, DescribeNetworksResponseType)
+        def DescribeNetworks(ctx, req):
+            config = cluster.config
+            return reply(DescribeNetworksResponseType, req, mode=config["VNET_MODE"],
+                         useVlans=int(config["VNET_MODE"] == "MANAGED"), addrsPerNet=config["VNET_ADDRSPERNET"],
+                         vnetSubnet=config["VNET_SUBNET"], vnetNetmask=config["VNET_NETMASK"],
+                         groups=[from_dict(securityGroupType, g)
+                                 for g in cluster.network_groups(list(req.accountIds or []) or None)])
 
     return make_application([CC], "EucalyptusCC")

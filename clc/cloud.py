@@ -13,6 +13,7 @@ from eucacore.config import Config
 from eucacore.db import Store
 from eucacore.principal import Principal
 from clc.identity import Identity
+from clc.networks import NetworkRules
 from clc.properties import Properties
 from clc.quotas import Quotas
 from clc.secrets import SecretBox
@@ -33,6 +34,7 @@ class Cloud:
         self.quotas = Quotas(self.store, self.properties)
         self.usage = UsageLog(self.store)
         self.keys = pki.component_keys(config.keys_dir(), "clc")
+        self.networks = NetworkRules(self)
 
     # -- the components below ------------------------------------------------
 

@@ -7,6 +7,11 @@ shutting down) keeps the CLC's state and asks the cluster again. A guest that sh
 itself down is stopped, or terminated if its instanceInitiatedShutdownBehavior says so.
 Instances a cluster no longer reports end as terminated: at once if they were
 shutting down, after INSTANCE_TIMEOUT otherwise.
+
+Each poll also brings images made by CreateImage to available or failed as their instances'
+records report the copies (clc.ec2.images.follow_image_tasks), and pushes every security
+group's rules to the cluster when it is due (clc.networks: when the cluster is ENABLED again,
+missed a push, or at cloud.network.resync_interval).
 """
 
 import logging
@@ -16,6 +21,7 @@ from eucacore import ids, soap
 from eucacore.messages import GUEST_SHUTDOWN, START_FAILED
 from eucacore.periodic import run_periodically
 from clc.cloud import Cloud
+from clc.ec2.images import follow_image_tasks
 from clc.ec2.instances import GUEST_STOP, record_state_change, shutdown_behavior
 
 log = logging.getLogger("eucalyptus.clc.poller")
@@ -74,8 +80,11 @@ class ClusterPoller:
             if cluster["state"] != "NOTREADY":
                 self._set_cluster_state(cluster, "NOTREADY")
             return
-        if cluster["state"] != "ENABLED":
+        came_back = cluster["state"] != "ENABLED"
+        if came_back:
             self._set_cluster_state(cluster, "ENABLED")
+        self.cloud.networks.resync_if_due(cluster, came_back)
+        follow_image_tasks(self.cloud, cluster, reply.instances or [])
         reported = {i.instanceId: i for i in (reply.instances or [])}
         now = ids.now()
         db = self.cloud.store.db

@@ -46,6 +46,8 @@ def _definitions() -> dict[str, Property]:
                  "before it is terminated", lambda config: config["INSTANCE_TIMEOUT"], minimum=1),
         Property("cloud.vmstate.terminated_time", "Minutes a terminated instance stays visible",
                  _const(60), minimum=0),
+        Property("cloud.network.resync_interval", "Seconds between pushes of every security group's rules "
+                 "to each cluster (0: at every poll); changes are pushed at once besides", _const(60), minimum=0),
         Property("walrus.storagemaxbucketsperaccount", "Default maximum number of buckets per account "
                  "(the buckets quota of accounts that have none)", _const(100), minimum=0),
     ]

@@ -117,7 +117,18 @@ def _schema_v4(db):
     db["instances"].add_column("shutdown_behavior", str, not_null_default="stop")
 
 
-MIGRATIONS = [_schema_v1, _schema_v2, _schema_v3, _schema_v4]
+def _schema_v5(db):
+    """CreateImage: why an image failed (its StateReason, 'Code: message') and the instance it
+    was made of; security-group rules in the clusters: a cluster that missed a push of them
+    (network_resync 1) and when it last got all of them (network_synced)."""
+    db["images"].add_column("state_reason", str, not_null_default="")
+    db["images"].add_column("source_instance_id", str, not_null_default="")
+    db["images"].create_index(["state"])
+    db["components"].add_column("network_resync", int, not_null_default=0)
+    db["components"].add_column("network_synced", float, not_null_default=0)
+
+
+MIGRATIONS = [_schema_v1, _schema_v2, _schema_v3, _schema_v4, _schema_v5]
 
 
 def open_store(config) -> Store:

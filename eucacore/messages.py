@@ -62,6 +62,17 @@ class volumeType(_Model):
                   ("state", Unicode)]
 
 
+#: ``createImageStateName`` of an instance, the original's names (createImage_progress_names).
+CREATEIMAGE_NONE, CREATEIMAGE_CREATING, CREATEIMAGE_SUCCEEDED, CREATEIMAGE_FAILED = \
+    "none", "creating", "succeeded", "failed"
+
+
+class createImageTaskType(_Model):
+    """Not in the original: one CreateImage of an instance's disk, so that the CLC learns which
+    image it made and how big it is (``bytes``), or why it failed (``statusMessage``)."""
+    _type_info = [("imageId", Unicode), ("stateName", Unicode), ("bytes", Long), ("statusMessage", Unicode)]
+
+
 class instanceType(_Model):
     """An instance as the NC and the CC report it."""
     _type_info = [("uuid", Unicode), ("reservationId", Unicode), ("instanceId", Unicode),
@@ -73,9 +84,11 @@ class instanceType(_Model):
                   ("launchIndex", Integer), ("platform", Unicode), ("groupNames", many(Unicode)),
                   ("volumes", many(volumeType)), ("serviceTag", Unicode), ("blkbytes", Long),
                   ("netbytes", Long),
+                  # The state of the instance's latest CreateImage (CREATEIMAGE_*).
+                  ("createImageStateName", Unicode),
                   # Not in the original: why the instance is Stopped or Teardown (GUEST_SHUTDOWN,
-                  # START_FAILED...), for the CLC's StateReason.
-                  ("statusMessage", Unicode)]
+                  # START_FAILED...), for the CLC's StateReason; and its CreateImage tasks.
+                  ("statusMessage", Unicode), ("createImageTasks", many(createImageTaskType))]
 
 
 #: The fields of ncRunInstance, which the CC's RunInstances also carries.
@@ -117,9 +130,10 @@ def from_dict(cls, data: dict):
         if type_ is None or value is None:
             continue
         if issubclass(type_, ComplexModel):
+            model = getattr(type_, "__orig__", None) or type_  # many(x) is a customized x: build x itself
             if type_.Attributes.max_occurs != 1:
-                value = [from_dict(type_, v) for v in value]
+                value = [from_dict(model, v) for v in value]
             else:
-                value = from_dict(type_, value)
+                value = from_dict(model, value)
         fields[name] = value
     return cls(**fields)

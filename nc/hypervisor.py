@@ -10,11 +10,14 @@ Contract (every driver keeps it):
   seconds, then powers it off; ``power_off(name)`` does the last step at once. Both
   keep the domain defined and succeed when it is already off or gone.
 - ``reboot(name)`` restarts the guest in place; the domain stays running.
+- ``paused(name)`` is a context: a running guest is suspended for its block and resumed
+  after, whatever the block raised; a domain that is not running (or gone) is left alone.
 - ``console_output(name)`` is the tail of what the guest wrote to its serial
   console, empty when the domain has no console log or is gone.
 - ``state(name)`` is the libvirt state name, or None when there is no such domain.
 """
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -180,6 +183,27 @@ class LibvirtHypervisor:
                 time.sleep(_SHUTDOWN_POLL)
         self.power_off(name)
         return False
+
+    @contextlib.contextmanager
+    def paused(self, name: str):
+        """Suspend the running guest for the block (its disk holds still) and resume it after;
+        yields whether it was suspended. A domain that is not running is left as it is."""
+        dom = self._lookup(name)
+        suspended = False
+        try:
+            if dom is not None and dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING:
+                dom.suspend()
+                suspended = True
+        except libvirt.libvirtError as e:
+            log.warning("suspend %s: %s", name, e)
+        try:
+            yield suspended
+        finally:
+            if suspended:
+                try:
+                    dom.resume()
+                except libvirt.libvirtError as e:  # destroyed or stopped meanwhile
+                    log.warning("resume %s: %s", name, e)
 
     def power_off(self, name: str) -> None:
         """Pull the plug; the domain stays defined. A domain that is off or gone is success."""

@@ -16,6 +16,13 @@ States, as the NC reports them upward (``stateName``):
 The original's NC had no such names for stop/start (its 3.x ncStopInstance reported
 SHUTOFF-ish "Teardown" variants); the CC passes these through and the CLC maps
 Stopping -> stopping, Stopped -> stopped.
+
+CreateImage (``create_image``) copies a running or stopped instance's root disk and uploads
+the copy to a presigned URL in the background (nc.imaging); each task is a row of
+``image_tasks`` and is reported in its instance's record (``createImageTasks``, and the
+original's ``createImageStateName`` of the latest one) while it runs and for ``TASK_KEEP``
+seconds after, even when its instance has ended meanwhile. A task that a restart interrupted
+starts again.
 """
 
 import json
@@ -29,12 +36,16 @@ from dataclasses import dataclass
 from eucacore import ids
 from eucacore.config import Config
 from eucacore.db import Store
-from eucacore.messages import GUEST_SHUTDOWN, START_FAILED
+from eucacore.messages import (CREATEIMAGE_CREATING, CREATEIMAGE_FAILED, CREATEIMAGE_SUCCEEDED, GUEST_SHUTDOWN,
+                               START_FAILED)
+from nc import imaging
 from nc.hypervisor import InstanceSpec, LibvirtHypervisor, tail
 from nc.imagecache import ImageCache
 
 log = logging.getLogger("eucalyptus.nc")
 TEARDOWN_KEEP = 180
+#: Seconds a finished CreateImage task is still reported, so the CLC learns how it ended.
+TASK_KEEP = 3600
 #: Seconds a guest has to shut down cleanly before it is powered off (the original's 60).
 SHUTDOWN_GRACE = 60
 PENDING, EXTANT, STOPPING, STOPPED, TEARDOWN = "Pending", "Extant", "Stopping", "Stopped", "Teardown"
@@ -53,7 +64,16 @@ def _schema_v2(db):
     db.execute("UPDATE instances SET boots = 1 WHERE state = 'Extant'")
 
 
-MIGRATIONS = [_schema_v1, _schema_v2]
+def _schema_v3(db):
+    """CreateImage tasks: the image's id, the instance, where to upload (a presigned URL),
+    whether to pause the guest for the copy, the state (messages.CREATEIMAGE_*), bytes sent."""
+    db["image_tasks"].create({"image_id": str, "instance_id": str, "url": str, "no_reboot": int, "state": str,
+                              "bytes": int, "message": str, "started": float, "finished": float},
+                             pk="image_id")
+    db["image_tasks"].create_index(["instance_id"])
+
+
+MIGRATIONS = [_schema_v1, _schema_v2, _schema_v3]
 
 
 class InstanceNotFound(Exception):
@@ -89,6 +109,8 @@ class NodeController:
         self.workers = ThreadPoolExecutor(max_workers=config["CONCURRENT_DISK_OPS"], thread_name_prefix="stage")
         # Guests shutting down wait out their grace period here, not in the staging pool.
         self.power = ThreadPoolExecutor(max_workers=4, thread_name_prefix="power")
+        # Disk copies and uploads of CreateImage, apart from staging.
+        self.imaging = ThreadPoolExecutor(max_workers=2, thread_name_prefix="image")
         self.shutdown_grace = SHUTDOWN_GRACE
         self._lock = threading.Lock()
 
@@ -107,11 +129,12 @@ class NodeController:
     def instances(self, instance_ids: list[str] | None = None) -> list[dict]:
         """Instance records (spec fields plus state), Teardown ones while they are kept."""
         horizon = ids.now() - TEARDOWN_KEEP
+        tasks = self._reported_tasks()
         out = []
         for row in self.store.db["instances"].rows:
             if instance_ids and row["instance_id"] not in instance_ids:
                 continue
-            if row["state"] == TEARDOWN and (row["terminated_at"] or 0) < horizon:
+            if row["state"] == TEARDOWN and (row["terminated_at"] or 0) < horizon and row["instance_id"] not in tasks:
                 continue
             guest = self.hypervisor.state(row["instance_id"])
             if row["state"] == EXTANT and guest == "SHUTOFF":
@@ -120,7 +143,22 @@ class NodeController:
             record.update(stateName=row["state"], launchTime=int(row["launch_time"]), guestStateName=guest or "SHUTOFF")
             if row["reason"]:
                 record["statusMessage"] = row["reason"]
+            if row["instance_id"] in tasks:
+                record["createImageTasks"] = tasks[row["instance_id"]]
+                record["createImageStateName"] = tasks[row["instance_id"]][-1]["stateName"]
             out.append(record)
+        return out
+
+    def _reported_tasks(self) -> dict[str, list[dict]]:
+        """CreateImage tasks running or finished within TASK_KEEP, by instance, oldest first."""
+        out: dict[str, list[dict]] = {}
+        for task in self.store.db["image_tasks"].rows_where("state = ? OR finished >= ?",
+                                                            [CREATEIMAGE_CREATING, ids.now() - TASK_KEEP],
+                                                            order_by="started"):
+            report = {"imageId": task["image_id"], "stateName": task["state"], "bytes": task["bytes"]}
+            if task["message"]:
+                report["statusMessage"] = task["message"]
+            out.setdefault(task["instance_id"], []).append(report)
         return out
 
     def _guest_shut_down(self, instance_id: str) -> dict:
@@ -290,6 +328,51 @@ class NodeController:
         self.workers.submit(self._stage, instance_id)
         return previous, PENDING
 
+    def create_image(self, instance_id: str, image_id: str, url: str, no_reboot: bool = False) -> None:
+        """Begin copying the root disk of a running or stopped instance into a new image, uploaded
+        to ``url`` (a presigned PUT); the task's end shows in the instance's record. Asking again
+        for the same ``image_id`` is no new task."""
+        with self._lock:
+            row = self._row(instance_id)
+            if row["state"] not in (EXTANT, STOPPED):
+                raise IncorrectState(f"instance {instance_id} is {row['state']}: an image is made of a running "
+                                     "or stopped instance")
+            if not (self._work(instance_id) / "root").exists():
+                raise IncorrectState(f"instance {instance_id} has no root disk on this node to make an image of")
+            with self.store.atomic() as db:
+                if db["image_tasks"].count_where("image_id = ?", [image_id]):
+                    return
+                db["image_tasks"].insert({"image_id": image_id, "instance_id": instance_id, "url": url,
+                                          "no_reboot": int(no_reboot), "state": CREATEIMAGE_CREATING, "bytes": 0,
+                                          "message": "", "started": ids.now(), "finished": None})
+        self.imaging.submit(self._create_image, image_id)
+
+    def _create_image(self, image_id: str) -> None:
+        """Copy the instance's disk (its guest paused unless no_reboot), upload the copy, and
+        record how it ended."""
+        task = self.store.db["image_tasks"].get(image_id)
+        snapshot = self.instance_dir / "images" / f"{image_id}.img"
+        try:
+            disk = self._work(task["instance_id"]) / "root"
+            if task["no_reboot"]:
+                md5 = imaging.copy_disk(disk, snapshot)
+            else:
+                with self.hypervisor.paused(task["instance_id"]):
+                    md5 = imaging.copy_disk(disk, snapshot)
+            size = imaging.upload(snapshot, task["url"], md5)
+            self._end_task(image_id, CREATEIMAGE_SUCCEEDED, bytes=size)
+            log.info("image %s of %s uploaded (%d bytes)", image_id, task["instance_id"], size)
+        except Exception as e:  # a worker's exception would vanish in its future: record it
+            reason = f"the instance's disk is gone: {e}" if isinstance(e, FileNotFoundError) else str(e)
+            log.error("image %s of %s failed: %s", image_id, task["instance_id"], reason)
+            self._end_task(image_id, CREATEIMAGE_FAILED, message=reason)
+        finally:
+            snapshot.unlink(missing_ok=True)
+
+    def _end_task(self, image_id: str, state: str, **changes) -> None:
+        with self.store.atomic() as db:
+            db["image_tasks"].update(image_id, {"state": state, "finished": ids.now(), "url": "", **changes})
+
     def console_output(self, instance_id: str) -> bytes:
         """The tail of the instance's serial console log (empty when there is none)."""
         self._row(instance_id)
@@ -333,6 +416,9 @@ class NodeController:
                 self.workers.submit(self._stage, instance_id)
             elif state == STOPPING:
                 self.power.submit(self._stop, instance_id, False)
+        for task in self.store.db["image_tasks"].rows_where("state = ?", [CREATEIMAGE_CREATING]):
+            log.info("image %s of %s: copying again after the restart", task["image_id"], task["instance_id"])
+            self.imaging.submit(self._create_image, task["image_id"])
         for name in self.hypervisor.domains():
             if _looks_like_instance(name) and known.get(name) in (None, TEARDOWN):
                 log.warning("destroying prodigal domain %s", name)
@@ -341,6 +427,7 @@ class NodeController:
     def shutdown(self) -> None:
         self.workers.shutdown(wait=False, cancel_futures=True)
         self.power.shutdown(wait=False, cancel_futures=True)
+        self.imaging.shutdown(wait=False, cancel_futures=True)
 
 
 def _looks_like_instance(name: str) -> bool:

@@ -1,5 +1,10 @@
 """The NC's SOAP face: ncRunInstance, ncDescribeInstances, ncDescribeResource, ncTerminateInstance,
-ncRebootInstance, ncStopInstance, ncStartInstance, ncGetConsoleOutput.
+ncRebootInstance, ncStopInstance, ncStartInstance, ncGetConsoleOutput, ncCreateImage.
+
+ncCreateImage carries ``imageId``, ``imageURL`` (a presigned PUT of the image's object in
+Walrus) and ``noReboot``, not the original's volumeId and remoteDev (it made EBS images): it
+answers once the task is recorded, and the task's end shows in ncDescribeInstances
+(``createImageStateName``, ``createImageTasks``).
 
 ncStopInstance carries ``force`` (a hard power-off at once) and ncStartInstance an optional
 ``instanceType`` (the new size of an instance resized while stopped): neither is in the
@@ -86,6 +91,15 @@ class ncGetConsoleOutputResponseType(Message):
 
 
 
+class ncCreateImageType(Message):
+    _type_info = BASE_FIELDS + [("instanceId", required(Unicode)), ("imageId", required(Unicode)),
+                                ("imageURL", required(Unicode)), ("noReboot", Boolean)]
+
+
+class ncCreateImageResponseType(Message):
+    _type_info = list(BASE_FIELDS)
+
+
 def _required(value, name):
     if not value:
         raise EucaFault("InvalidParameter", f"{name} is required")
@@ -154,5 +168,10 @@ def application(node: NodeController | None = None):
         def ncGetConsoleOutput(ctx, req):
             output = _on_instance(node.console_output, req.instanceId)
             return reply(ncGetConsoleOutputResponseType, req, consoleOutput=base64.b64encode(output).decode())
+
+        @operation("ncCreateImage", ncCreateImageType, ncCreateImageResponseType)
+        def ncCreateImage(ctx, req):
+            _on_instance(node.create_image, req.instanceId, req.imageId, req.imageURL, bool(req.noReboot))
+            return reply(ncCreateImageResponseType, req)
 
     return make_application([NC], "EucalyptusNC")

@@ -1,6 +1,13 @@
-"""Images: RegisterImage (a disk image object or a bundle manifest in Walrus), DescribeImages,
-the image attributes (launch permissions, description...), DeregisterImage; CreateImage is
-refused until the NC can copy an instance's disk into Walrus.
+"""Images: RegisterImage (a disk image object or a bundle manifest in Walrus), CreateImage (of an
+instance's root disk), DescribeImages, the image attributes (launch permissions,
+description...), DeregisterImage.
+
+CreateImage records the new image ``pending`` at ``<account id>-images/<image id>.img`` (the
+bucket made for the account if it has none) and asks the instance's cluster to have its node
+copy the instance's root disk there, through a presigned PUT URL; the node works in the
+background and reports the copy in the instance's records (``createImageTasks``), from which
+the poller makes the image ``available`` with the object's size, or ``failed`` with a
+StateReason (:func:`follow_image_tasks`).
 
 An image is visible to its owner, to the accounts its launchPermission names and, when the
 group ``all`` is granted (``images.is_public``, kept with an ``all`` row in
@@ -18,7 +25,8 @@ from dataclasses import dataclass
 import botocore.exceptions
 from lxml import etree
 
-from eucacore import ids
+from eucacore import ids, soap
+from eucacore.messages import CREATEIMAGE_FAILED, CREATEIMAGE_SUCCEEDED
 from eucacore.awsapi.errors import AWSError
 from clc.ec2.access import sees_all_accounts
 from clc.ec2.common import Page, apply_filters, checked_attribute, copy_present, dry_run, not_found
@@ -37,6 +45,10 @@ MAX_PARTS = 10_000  # 100 GiB of the bundlers' 10 MiB parts
 MAX_DESCRIPTION = 255
 PAGE_MIN, PAGE_MAX = 5, 1000
 ROOT_DEVICE = "/dev/sda1"
+#: Seconds the node has to upload a CreateImage copy to its presigned URL.
+UPLOAD_URL_LIFETIME = 4 * 3600
+#: Seconds a pending CreateImage may go without its cluster reporting it before it fails.
+TASK_REPORT_TIMEOUT = 600
 HYPERVISOR = "kvm"
 #: euca-register's ``--kernel true`` / ``--ramdisk true``: the image *is* a kernel / ramdisk.
 EUCA_MARKER = "true"
@@ -370,9 +382,18 @@ def _image(row: dict, tags: list[dict] = ()) -> dict:
            "PlatformDetails": "Linux/UNIX", "UsageOperation": "RunInstances", "EnaSupport": False}
     if row["image_type"] == "machine":
         out["RootDeviceName"] = ROOT_DEVICE
+    if row["state_reason"]:
+        out["StateReason"] = {"Code": _reason_code(row), "Message": row["state_reason"]}
+    if row["source_instance_id"]:
+        out["SourceInstanceId"] = row["source_instance_id"]
     if tags:
         out["Tags"] = list(tags)
     return copy_present(out, row, {"Description": "description", "KernelId": "kernel_id", "RamdiskId": "ramdisk_id"})
+
+
+def _reason_code(row: dict) -> str:
+    """The code of the image's StateReason ('Server.InternalError: ...' -> 'Server.InternalError')."""
+    return row["state_reason"].split(":", 1)[0] if row["state_reason"] else ""
 
 
 def _or_none(value):
@@ -395,13 +416,14 @@ _FILTERS = {
     "owner-id": lambda r: r["account_id"], "ramdisk-id": lambda r: _or_none(r["ramdisk_id"]),
     "root-device-name": lambda r: ROOT_DEVICE if r["image_type"] == "machine" else [],
     "root-device-type": lambda r: "instance-store", "state": lambda r: r["state"],
-    "virtualization-type": _virtualization,
+    "virtualization-type": _virtualization, "source-instance-id": lambda r: _or_none(r["source_instance_id"]),
+    "state-reason-code": lambda r: _or_none(_reason_code(r)),
+    "state-reason-message": lambda r: _or_none(r["state_reason"]),
     **{name: _none for name in (
         "block-device-mapping.delete-on-termination", "block-device-mapping.device-name",
         "block-device-mapping.snapshot-id", "block-device-mapping.volume-size", "block-device-mapping.volume-type",
         "block-device-mapping.encrypted", "deprecation-time", "owner-alias", "platform", "product-code",
-        "product-code.type", "source-image-id", "source-image-region", "source-instance-id", "sriov-net-support",
-        "state-reason-code", "state-reason-message")},
+        "product-code.type", "source-image-id", "source-image-region", "sriov-net-support")},
 }
 
 
@@ -588,15 +610,124 @@ def deregister_image(ctx, params):
 
 
 def create_image(ctx, params):
-    """Refused after validation: making an image of a running instance needs the NC to copy
-    the instance's disk into Walrus, which it cannot do yet (the compute issue)."""
-    checked_name(params.get("Name"))
-    _checked_description(params.get("Description"))
-    own_instance(ctx, params["InstanceId"])
-    raise AWSError("Unsupported", "CreateImage is not supported by this cloud yet: the node controllers cannot "
-                                  "copy an instance's disk into Walrus. Bundle the disk (euca-bundle-image), "
-                                  "upload the bundle (euca-upload-bundle) and register its manifest with "
-                                  "RegisterImage instead.")
+    """A new machine image of the root disk of the caller's running or stopped instance: pending
+    until the instance's node has uploaded its copy (with the guest paused during the copy
+    unless NoReboot), then available; failed, with a StateReason, if the copy cannot be made."""
+    name, description = checked_name(params.get("Name")), _checked_description(params.get("Description"))
+    for member in ("BlockDeviceMappings", "SnapshotLocation"):
+        if params.get(member):
+            raise AWSError("InvalidParameterValue", f"The parameter {member} is not supported by this cloud's "
+                                                    "instance-store images.")
+    tags = requested_tags(params, "image")
+    instance = own_instance(ctx, params["InstanceId"])
+    if instance["state"] not in ("running", "stopped"):
+        raise AWSError("IncorrectInstanceState", f"The instance '{instance['instance_id']}' is not in the 'running' "
+                                                 "or 'stopped' state.")
+    dry_run(params)
+    _check_name_free(ctx, name)  # before anything is made in Walrus
+    image_id = ids.new_id("emi")
+    location = f"{ctx.account_id}-images/{image_id}.img"
+    url = _upload_url(ctx, location)
+    row = {"image_id": image_id, "account_id": ctx.account_id, "location": location, "name": name,
+           "description": description, "architecture": "x86_64", "image_type": "machine", "state": "pending",
+           "kernel_id": instance["kernel_id"], "ramdisk_id": instance["ramdisk_id"], "is_public": 0, "size": 0,
+           "created": ids.now(), "state_reason": "", "source_instance_id": instance["instance_id"]}
+    with ctx.cloud.store.atomic():
+        _check_name_free(ctx, name)
+        ctx.cloud.store.db["images"].insert(row)
+        add_tags(ctx, [image_id], tags, "image")
+    failure = _ask_for_copy(ctx, instance, image_id, url, bool(params.get("NoReboot")))
+    if failure:
+        _image_failed(ctx.cloud, image_id, failure)
+    return {"ImageId": image_id}
+
+
+def _check_name_free(ctx, name: str) -> None:
+    if list(ctx.cloud.store.db["images"].rows_where("account_id = ? AND name = ? AND state != 'deregistered'",
+                                                    [ctx.account_id, name], limit=1)):
+        raise AWSError("InvalidAMIName.Duplicate", f"AMI name {name} is already in use by AMI")
+
+
+def _upload_url(ctx, location: str) -> str:
+    """A presigned PUT of ``bucket/key`` in Walrus, signed by the caller's account (whose admin
+    owns the bucket, made now if it has none)."""
+    bucket, key = location.split("/", 1)
+    owner = ctx.cloud.identity.account_credentials(ctx.account_id)
+    s3 = ctx.cloud.s3(owner) if owner else None
+    if s3 is None:
+        raise AWSError("InternalError", "the image store is not available", 500)
+    try:
+        try:
+            s3.head_bucket(Bucket=bucket)
+        except botocore.exceptions.ClientError as e:
+            if e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 404:
+                raise
+            s3.create_bucket(Bucket=bucket)
+    except botocore.exceptions.ClientError as e:
+        code = e.response.get("Error", {}).get("Code")
+        if code == "TooManyBuckets":
+            raise AWSError("ResourceLimitExceeded", f"The account has as many buckets as its quota allows: the "
+                                                    f"bucket {bucket} for its images cannot be made.") from None
+        if code != "BucketAlreadyOwnedByYou":  # made meanwhile by another request of ours: fine
+            log.error("cannot use the images bucket %s: %s", bucket, e)
+            raise AWSError("InternalError", f"cannot use the bucket {bucket} for the account's images ({code})",
+                           500) from None
+    except botocore.exceptions.BotoCoreError as e:
+        log.error("Walrus unreachable: %s", e)
+        raise AWSError("InternalError", "the image store is unreachable", 500) from None
+    return s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": key},
+                                     ExpiresIn=UPLOAD_URL_LIFETIME)
+
+
+def _ask_for_copy(ctx, instance: dict, image_id: str, url: str, no_reboot: bool) -> str | None:
+    """Ask the instance's cluster to have the copy made; None, or why it will not be (a StateReason)."""
+    cluster = next((c for c in ctx.cloud.clusters() if c["partition"] == instance["zone"]), None)
+    if cluster is None:
+        return f"Server.InternalError: the instance's availability zone {instance['zone']} has no cluster"
+    try:
+        ctx.cloud.cc(cluster).CreateImage(correlationId=ctx.request_id, instanceId=instance["instance_id"],
+                                          imageId=image_id, imageURL=url, noReboot=no_reboot)
+    except soap.Fault as e:
+        code = (e.code or "").rsplit(":", 1)[-1] or "Server.InternalError"
+        return f"{code}: {e.message}"
+    except soap.TransportError as e:
+        log.warning("cluster %s: CreateImage failed: %s", cluster["name"], e)
+        return f"Server.InternalError: the instance's cluster did not answer ({e})"
+    return None
+
+
+def _image_failed(cloud, image_id: str, reason: str) -> None:
+    with cloud.store.atomic() as db:
+        db.execute("UPDATE images SET state = 'failed', state_reason = ? WHERE image_id = ? AND state = 'pending'",
+                   [reason, image_id])
+
+
+def follow_image_tasks(cloud, cluster: dict, reported: list) -> None:
+    """Bring the pending CreateImage images of ``cluster``'s zone up to what its instances'
+    records (``reported``, as DescribeInstances answered) say of their copies: available with
+    the uploaded size, or failed with the node's reason; failed too when no record has reported
+    the copy for TASK_REPORT_TIMEOUT."""
+    db = cloud.store.db
+    pending = list(db.query(
+        "SELECT images.image_id, images.created FROM images JOIN instances "
+        "ON instances.instance_id = images.source_instance_id "
+        "WHERE images.state = 'pending' AND instances.zone = ?", [cluster["partition"]]))
+    if not pending:
+        return
+    tasks = {t.imageId: t for i in reported for t in (getattr(i, "createImageTasks", None) or [])}
+    now = ids.now()
+    for image in pending:
+        task = tasks.get(image["image_id"])
+        if task is not None and task.stateName == CREATEIMAGE_SUCCEEDED:
+            with cloud.store.atomic():
+                db.execute("UPDATE images SET state = 'available', size = ? WHERE image_id = ? AND state = 'pending'",
+                           [int(task.bytes or 0), image["image_id"]])
+            log.info("image %s available (%s bytes)", image["image_id"], task.bytes)
+        elif task is not None and task.stateName == CREATEIMAGE_FAILED:
+            _image_failed(cloud, image["image_id"], f"Server.InternalError: {task.statusMessage or 'copy failed'}")
+        elif task is None and now - image["created"] > TASK_REPORT_TIMEOUT:
+            _image_failed(cloud, image["image_id"], "Server.InternalError: the instance's node has not reported "
+                                                    "the copy of its disk")
 
 
 HANDLERS = {"RegisterImage": register_image, "DescribeImages": describe_images, "DeregisterImage": deregister_image,

@@ -170,6 +170,9 @@ def run_instances(ctx, params):
         dry_run(params)
         return _replay(ctx, earlier, params)
     image = visible_image(ctx, params["ImageId"])
+    if image["state"] != "available":
+        raise AWSError("InvalidAMIID.Unavailable", f"The image id '[{image['image_id']}]' is not available: it is "
+                                                   f"{image['state']}")
     if image["image_type"] != "machine":
         raise AWSError("InvalidParameterValue", f"{image['image_id']} is not a machine image")
     boot = _boot_images(ctx, params, image)
@@ -209,6 +212,8 @@ def run_instances(ctx, params):
         del rows[fits:]
         ctx.cloud.store.db["instances"].insert_all(rows)
         add_tags(ctx, [r["instance_id"] for r in rows], tags, "instance")
+    # The cluster holds the groups' rules before their instances run (a push never fails the call).
+    ctx.cloud.networks.groups_changed(ctx.account_id, group_names, also=cluster)
     request = _run_request(ctx, rows, image, boot, min_count)
     try:
         reply = ctx.cloud.cc(cluster).RunInstances(**request)

@@ -8,7 +8,9 @@ and exactly one peer, a CIDR or a source group (of any account).  Describe folds
 of one (protocol, ports) into one IpPermission, as AWS shows them.
 
 For the other modules: RunInstances finds its groups with :func:`resolve_groups`, and the
-cluster controllers get the rules to enforce from :func:`rules_of`.
+cluster controllers get the rules to enforce from :func:`rules_of`.  Every change of a group
+(created, deleted, rules authorized or revoked) is pushed to the clusters once it committed
+(clc.networks); a cluster that misses it is resynced by the poller, never failing the call.
 """
 
 import ipaddress
@@ -354,6 +356,7 @@ def create_security_group(ctx, params):
         group = _insert_group(ctx.cloud, ctx.account_id, name, description)
         _insert_rule(ctx.cloud, group["group_id"], "egress", _rule("-1", -1, -1, cidr="0.0.0.0/0"))
         tags.add_tags(ctx, [group["group_id"]], wanted_tags, "security-group")
+    ctx.cloud.networks.groups_changed(ctx.account_id, [name])
     out = {"GroupId": group["group_id"], "SecurityGroupArn": _arn(group)}
     if wanted_tags:
         out["Tags"] = wanted_tags
@@ -464,6 +467,7 @@ def delete_security_group(ctx, params):
         db.execute("DELETE FROM security_group_rules WHERE group_id = ?", [group["group_id"]])
         db.execute("DELETE FROM security_groups WHERE group_id = ?", [group["group_id"]])
         tags.delete_resource_tags(ctx, [group["group_id"], *rule_ids])
+    ctx.cloud.networks.groups_changed(ctx.account_id, [group["name"]])
     return {"Return": True, "GroupId": group["group_id"]}
 
 
@@ -483,6 +487,7 @@ def _authorize(ctx, params, direction: str):
             existing.add(_same(rule))
             added.append(_insert_rule(ctx.cloud, group["group_id"], direction, rule))
         tags.add_tags(ctx, [_rule_id(r) for r in added], wanted_tags, "security-group-rule")
+    ctx.cloud.networks.groups_changed(ctx.account_id, [group["name"]])
     return {"Return": True, "SecurityGroupRules": [_security_group_rule(group, r) for r in added]}
 
 
@@ -516,6 +521,7 @@ def _revoke(ctx, params, direction: str):
         for rule in doomed.values():
             db.execute("DELETE FROM security_group_rules WHERE id = ?", [rule["id"]])
         tags.delete_resource_tags(ctx, [_rule_id(r) for r in doomed.values()])
+    ctx.cloud.networks.groups_changed(ctx.account_id, [group["name"]])
     return {"Return": True}
 
 

@@ -1,7 +1,10 @@
-"""Security groups through boto3 against the live cloud: two accounts, each with its groups."""
+"""Security groups through boto3 against the live cloud: two accounts, each with its groups, and
+the rules the cluster controller holds for them (read back over its SOAP face)."""
 
 import botocore.exceptions
 import pytest
+
+from eucacore import pki, soap
 
 pytestmark = pytest.mark.integration
 
@@ -167,3 +170,26 @@ def test_another_accounts_group_is_a_missing_group(tenants):
     assert _error(ec2.describe_security_groups, GroupNames=["it-secret"])[0] == "InvalidGroup.NotFound"
     # beta's group is still intact
     assert _group(beta_ec2, theirs)["IpPermissions"] == []
+
+
+def _cc_groups(cloud, account_id):
+    """The security groups the live CC holds for the account, read over SOAP with the CLC's certificate."""
+    cc = soap.client("EucalyptusCC", "127.0.0.1", cloud.ports["CC_PORT"], pki.component_keys(cloud.keys_dir(), "clc"))
+    return {g.netName: [(r.protocol, r.portRangeMin, r.portRangeMax, list(r.sourceNets or []),
+                         list(zip(r.userNames or [], r.sourceNames or []))) for r in g.rules or []]
+            for g in cc.DescribeNetworks(accountIds=[account_id]).groups or []}
+
+
+def test_the_cluster_holds_each_groups_current_rules(cloud, tenants):
+    _, (beta, ec2) = tenants
+    group_id = ec2.create_security_group(GroupName="it-rules", Description="pushed")["GroupId"]
+    assert _cc_groups(cloud, beta.account_id)["it-rules"] == []
+    ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[
+        _ssh("192.0.2.0/24"), {"IpProtocol": "udp", "FromPort": 53, "ToPort": 53,
+                               "UserIdGroupPairs": [{"GroupName": "default"}]}])
+    assert _cc_groups(cloud, beta.account_id)["it-rules"] == [
+        ("tcp", 22, 22, ["192.0.2.0/24"], []), ("udp", 53, 53, [], [(beta.account_id, "default")])]
+    ec2.revoke_security_group_ingress(GroupId=group_id, IpPermissions=[_ssh("192.0.2.0/24")])
+    assert _cc_groups(cloud, beta.account_id)["it-rules"] == [("udp", 53, 53, [], [(beta.account_id, "default")])]
+    ec2.delete_security_group(GroupId=group_id)
+    assert "it-rules" not in _cc_groups(cloud, beta.account_id)

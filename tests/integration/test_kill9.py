@@ -1,4 +1,5 @@
-"""Item 7: whatever a daemon acknowledged survives ``kill -9`` and a restart, for each daemon."""
+"""Item 7: whatever a daemon acknowledged survives ``kill -9`` and a restart, for each daemon;
+security groups' rules included, and those changed while the CC was down reach it once it is back."""
 
 import pytest
 
@@ -77,6 +78,44 @@ def test_sc_keeps_volumes(kcloud):
     volumes = {v.volumeId: v for v in sc.DescribeStorageVolumes().volumeSet}
     assert volumes["vol-0000beef"].size == "1" and volumes["vol-0000beef"].status == "available"
     sc.DeleteStorageVolume(volumeId="vol-0000beef")
+
+
+SSH = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "203.0.113.0/24"}]}
+WEB = {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+
+
+def _cc_rules(cloud, account_id, group_name):
+    """(protocol, from port, to port, CIDRs) of the group's rules as the live CC holds them."""
+    cc = soap.client("EucalyptusCC", "127.0.0.1", cloud.ports["CC_PORT"], pki.component_keys(cloud.keys_dir(), "clc"))
+    return {g.netName: sorted((r.protocol, r.portRangeMin, r.portRangeMax, tuple(r.sourceNets or []))
+                              for r in g.rules or [])
+            for g in cc.DescribeNetworks(accountIds=[account_id]).groups or []}.get(group_name)
+
+
+def test_cc_keeps_security_group_rules(kcloud):
+    ec2 = kcloud.client("ec2")
+    group_id = ec2.create_security_group(GroupName="k-rules", Description="durable")["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[SSH])
+    account_id = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]["OwnerId"]
+    assert _cc_rules(kcloud, account_id, "k-rules") == [("tcp", 22, 22, ("203.0.113.0/24",))]
+    # The CLC goes first, so that after the CC's restart only what the CC stored can answer
+    # (the CLC would push every group again as soon as it saw the CC back).
+    kcloud.kill9("clc")
+    _restart(kcloud, "cc")
+    assert _cc_rules(kcloud, account_id, "k-rules") == [("tcp", 22, 22, ("203.0.113.0/24",))]
+    kcloud.start_daemon("clc")
+
+
+def test_rules_changed_while_the_cc_is_down_reach_it_when_it_is_back(kcloud):
+    ec2 = kcloud.client("ec2")
+    group_id = ec2.describe_security_groups(GroupNames=["k-rules"])["SecurityGroups"][0]["GroupId"]
+    account_id = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]["OwnerId"]
+    kcloud.kill9("cc")
+    ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[WEB])  # answered with the CC down
+    ec2.revoke_security_group_ingress(GroupId=group_id, IpPermissions=[SSH])
+    kcloud.start_daemon("cc")
+    wait_for(lambda: _cc_rules(kcloud, account_id, "k-rules") == [("tcp", 80, 80, ("0.0.0.0/0",))], timeout=60,
+             what="the rules changed while the CC was down, in the CC")
 
 
 def test_terminate_after_all_restarts(kcloud, running):

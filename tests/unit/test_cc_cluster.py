@@ -1,7 +1,8 @@
 """cc.cluster and cc.service over real NodeControllers on libvirt's test:///default driver,
 each reached by zeep through the NC's WSGI application in-process (no sockets): reboot,
-stop, start and console output go to the node that runs the instance, the cache follows,
-and the nodes' refusals come back as the CC's faults."""
+stop, start, console output and CreateImage go to the node that runs the instance, the cache
+follows, and the nodes' refusals come back as the CC's faults. ConfigureNetwork stores each
+security group's whole rule set durably, and DescribeNetworks reads them back."""
 
 import base64
 import threading
@@ -221,3 +222,127 @@ def test_service_no_capacity_and_unreachable_node(cluster):
     with pytest.raises(soap.EucaFault) as info:
         call(app, "GetConsoleOutput", cc_service.GetConsoleOutputType(instanceId=instance_id))
     assert info.value.faultcode == "Server.Unavailable"
+
+
+# -- CreateImage through the CC -----------------------------------------------------------
+
+
+def test_create_image_goes_to_the_node_and_its_report_comes_back_through_the_cache(cluster):
+    from tests.unit.test_nc_createimage import Walrus
+    walrus = Walrus()
+    try:
+        app = cc_service.application(cluster)
+        instance_id = run(cluster)
+        node = cluster.ncs[node_of(cluster, instance_id)]
+        (node.node.instance_dir / "work" / instance_id / "root").write_bytes(b"disk of " + instance_id.encode())
+        call(app, "CreateImage", cc_service.CreateImageType(instanceId=instance_id, imageId="emi-000000c1",
+                                                            imageURL=walrus.url("/b/emi-000000c1.img"), noReboot=True))
+        assert node.calls[-1] == ("ncCreateImage", {"instanceId": instance_id, "imageId": "emi-000000c1",
+                                                    "imageURL": walrus.url("/b/emi-000000c1.img"), "noReboot": True})
+
+        def reported():
+            cluster.poll_once()
+            (record,) = call(app, "DescribeInstances",
+                             cc_service.DescribeInstancesType(instanceIds=[instance_id])).instances
+            return record.createImageStateName == "succeeded" and record
+        record = poll_until(reported, 10, 0.05)
+        assert record, cluster.instances([instance_id])
+        assert [(t.imageId, t.bytes) for t in record.createImageTasks] == [("emi-000000c1", 8 + len(instance_id))]
+        assert walrus.objects["/b/emi-000000c1.img"] == b"disk of " + instance_id.encode()
+        with pytest.raises(soap.EucaFault) as info:
+            call(app, "CreateImage", cc_service.CreateImageType(instanceId="i-00000000", imageId="emi-000000c2",
+                                                                imageURL=walrus.url("/x")))
+        assert info.value.faultcode == "Client.InvalidInstanceID.NotFound"
+    finally:
+        walrus.httpd.shutdown()
+        walrus.httpd.server_close()
+        for nc in cluster.ncs.values():
+            nc.node.imaging.shutdown(wait=True)
+
+
+# -- security groups' rules (ConfigureNetwork, DescribeNetworks) ---------------------------
+
+
+ACCOUNT, OTHER = "111111111111", "222222222222"
+
+
+def rule(dest, protocol="tcp", low=22, high=22, nets=(), groups=(), account=ACCOUNT):
+    return {"type": "firewall-open", "destUserName": account, "destName": dest, "protocol": protocol,
+            "portRangeMin": low, "portRangeMax": high, "sourceNets": list(nets),
+            "sourceNames": [g for _, g in groups], "userNames": [a for a, _ in groups]}
+
+
+def configure(app, account=ACCOUNT, rules=(), **fields):
+    return call(app, "ConfigureNetwork", cc_service.ConfigureNetworkType(
+        correlationId="c-net", accountId=account,
+        rules=[messages.from_dict(cc_service.networkRuleType, r) for r in rules], **fields))
+
+
+def held(app, *accounts):
+    reply = call(app, "DescribeNetworks", cc_service.DescribeNetworksType(accountIds=list(accounts) or None))
+    return {(g.userName, g.netName): [dict(type=r.type, destUserName=r.destUserName, destName=r.destName,
+                                           protocol=r.protocol, portRangeMin=r.portRangeMin,
+                                           portRangeMax=r.portRangeMax, sourceNets=list(r.sourceNets or []),
+                                           sourceNames=list(r.sourceNames or []), userNames=list(r.userNames or []))
+                                      for r in g.rules or []]
+            for g in reply.groups or []}
+
+
+@pytest.fixture
+def cc_app(tmp_path):
+    cc = ClusterController(default_config(EUCALYPTUS=str(tmp_path / "net-cc"), NODES=""))
+    return cc, cc_service.application(cc)
+
+
+def test_configure_network_stores_replaces_and_removes_a_groups_rules(cc_app):
+    cc, app = cc_app
+    ssh, web = rule("web", nets=["10.0.0.0/8"]), rule("web", "tcp", 80, 80, groups=[(OTHER, "lb")])
+    assert getattr(configure(app, rules=[ssh, web], groupNames=["web", "db"]), "return") is True
+    assert held(app) == {(ACCOUNT, "db"): [], (ACCOUNT, "web"): [ssh, web]}
+    configure(app, rules=[web], groupNames=["web"])  # ssh revoked: the whole set replaces the old one
+    assert held(app)[(ACCOUNT, "web")] == [web]
+    configure(app, rules=[rule("db", "all", -1, -1, groups=[(ACCOUNT, "web")])])  # the original's form: no groupNames
+    assert held(app)[(ACCOUNT, "db")][0]["protocol"] == "all"
+    configure(app, deletedGroupNames=["db"])
+    assert list(held(app)) == [(ACCOUNT, "web")]
+    configure(app, OTHER, rules=[rule("lb", "icmp", -1, -1, nets=["0.0.0.0/0"], account=OTHER)])
+    assert list(held(app, OTHER)) == [(OTHER, "lb")]
+    reply = call(app, "DescribeNetworks", cc_service.DescribeNetworksType())
+    assert (reply.mode, reply.addrsPerNet) == ("SYSTEM", 32)
+
+
+def test_a_complete_configuration_forgets_the_accounts_other_groups(cc_app):
+    cc, app = cc_app
+    configure(app, rules=[rule("a", nets=["1.0.0.0/8"]), rule("b", nets=["2.0.0.0/8"])])
+    configure(app, OTHER, rules=[rule("c", nets=["3.0.0.0/8"], account=OTHER)])
+    configure(app, groupNames=["b"], rules=[rule("b", nets=["4.0.0.0/8"])], complete=True)
+    assert held(app) == {(ACCOUNT, "b"): [rule("b", nets=["4.0.0.0/8"])],
+                         (OTHER, "c"): [rule("c", nets=["3.0.0.0/8"], account=OTHER)]}
+    configure(app, OTHER, complete=True)
+    assert list(held(app)) == [(ACCOUNT, "b")]
+
+
+@pytest.mark.parametrize("bad", [
+    {"destUserName": OTHER}, {"destName": ""}, {"type": "firewall-close"}, {"protocol": "gre"},
+    {"sourceNets": [], "sourceNames": [], "userNames": []}, {"sourceNames": ["x"], "userNames": []},
+    {"destName": "not-carried"},
+])
+def test_a_bad_rule_is_refused_and_nothing_is_stored(cc_app, bad):
+    cc, app = cc_app
+    configure(app, rules=[rule("web", nets=["10.0.0.0/8"])])
+    with pytest.raises(soap.EucaFault) as info:
+        configure(app, rules=[rule("web", nets=["11.0.0.0/8"]), {**rule("web", nets=["12.0.0.0/8"]), **bad}],
+                  groupNames=["web"])
+    assert info.value.faultcode == "Client.InvalidParameter"
+    assert held(app) == {(ACCOUNT, "web"): [rule("web", nets=["10.0.0.0/8"])]}
+    with pytest.raises(soap.EucaFault):
+        configure(app, "", rules=[rule("web", nets=["11.0.0.0/8"])])
+
+
+def test_rules_survive_a_new_cluster_controller_on_the_same_state(tmp_path, cc_app):
+    cc, app = cc_app
+    configure(app, rules=[rule("web", nets=["10.0.0.0/8"])])
+    cc.store.close()
+    again = ClusterController(default_config(EUCALYPTUS=str(tmp_path / "net-cc"), NODES=""))
+    assert again.network_groups() == [{"userName": ACCOUNT, "netName": "web",
+                                       "rules": [rule("web", nets=["10.0.0.0/8"])]}]

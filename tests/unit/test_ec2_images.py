@@ -4,11 +4,15 @@ wire layer both ways.  Walrus is a small fake that answers as botocore's S3 clie
 lets each account read only its own buckets."""
 
 import io
+from types import SimpleNamespace
 
 import botocore.exceptions
 import pytest
+import requests
+import zeep.exceptions
 
 from clc.ec2 import images
+from clc.poller import ClusterPoller
 from eucacore import ids
 from eucacore.awsapi.errors import AWSError
 from tests.unit.ec2wire import ALICE, BOB, Ec2
@@ -22,6 +26,10 @@ class FakeWalrus:
     def __init__(self):
         self.objects: dict[tuple[str, str], bytes] = {}
         self.owners: dict[str, str] = {}
+        self.max_buckets = 100  # per account
+
+    def owned(self, account_id: str) -> list[str]:
+        return [b for b, owner in self.owners.items() if owner == account_id]
 
     def put(self, account_id: str, bucket: str, key: str, data: bytes) -> None:
         self.owners.setdefault(bucket, account_id)
@@ -51,6 +59,29 @@ class _FakeS3:
     def get_object(self, Bucket, Key):
         data = self._object("GetObject", Bucket, Key)
         return {"ContentLength": len(data), "Body": io.BytesIO(data)}
+
+    def head_bucket(self, Bucket):
+        owner = self.walrus.owners.get(Bucket)
+        if owner != self.account_id:
+            status = 404 if owner is None else 403
+            raise botocore.exceptions.ClientError({"Error": {"Code": str(status), "Message": ""},
+                                                   "ResponseMetadata": {"HTTPStatusCode": status}}, "HeadBucket")
+        return {}
+
+    def create_bucket(self, Bucket):
+        if Bucket not in self.walrus.owners and len(self.walrus.owned(self.account_id)) >= self.walrus.max_buckets:
+            code, status = "TooManyBuckets", 400
+        elif Bucket in self.walrus.owners:
+            code, status = "BucketAlreadyExists", 409
+        else:
+            self.walrus.owners[Bucket] = self.account_id
+            return {}
+        raise botocore.exceptions.ClientError({"Error": {"Code": code, "Message": ""},
+                                               "ResponseMetadata": {"HTTPStatusCode": status}}, "CreateBucket")
+
+    def generate_presigned_url(self, operation, Params, ExpiresIn):
+        assert operation == "put_object"
+        return f"http://walrus/{Params['Bucket']}/{Params['Key']}?put-by={self.account_id}&expires={ExpiresIn}"
 
 
 @pytest.fixture
@@ -445,14 +476,155 @@ def test_an_image_in_use_can_be_deregistered_and_shows_when_it_was_last_launched
     assert described(alice) == []
 
 
-def test_create_image_is_refused_honestly(ec2s, walrus, cloud):
+class ImagingCluster:
+    """The zone's cluster controller as CreateImage and the poller use it: records CreateImage,
+    answers ``fault`` (a code) or is ``down``; reports each of ``instances`` Extant, with the
+    image tasks ``tasks`` (instance id -> [(image id, state, bytes, message)]) says."""
+
+    def __init__(self):
+        self.asked, self.tasks, self.instances, self.fault, self.down = [], {}, [], None, False
+
+    def CreateImage(self, **request):
+        if self.down:
+            raise requests.exceptions.ConnectionError("cluster down")
+        if self.fault:
+            raise zeep.exceptions.Fault("the node refused", code=f"soap11env:Client.{self.fault}")
+        self.asked.append(request)
+
+    def DescribeInstances(self, **request):
+        return SimpleNamespace(instances=[SimpleNamespace(
+            instanceId=i, stateName="Extant", statusMessage=None, serviceTag="node-1",
+            createImageTasks=[SimpleNamespace(imageId=t[0], stateName=t[1], bytes=t[2], statusMessage=t[3])
+                              for t in self.tasks.get(i, [])]) for i in self.instances])
+
+    def DescribeNetworks(self, **request):
+        return SimpleNamespace(groups=[])
+
+    def ConfigureNetwork(self, **request):
+        pass
+
+
+@pytest.fixture
+def imaging(cloud, walrus, monkeypatch):
+    """Zone ``z``'s cluster (an ImagingCluster), and the accounts' admins acting in Walrus."""
+    fake = ImagingCluster()
+    with cloud.store.atomic() as db:
+        db["components"].insert({"kind": "cluster", "name": "cc-z", "partition": "z", "host": "127.0.0.1",
+                                 "port": 1, "state": "ENABLED", "last_seen": ids.now(), "registered": ids.now()})
+    cloud.cc = lambda cluster: fake
+    monkeypatch.setattr(cloud.identity, "account_credentials",
+                        lambda account_id: SimpleNamespace(account_id=account_id))
+    return fake
+
+
+def image_of(ec2, image_id) -> dict:
+    return ec2("DescribeImages", ImageIds=[image_id])["Images"][0]
+
+
+def imaged(cloud, ec2, fake, **params) -> tuple[str, str]:
+    """(instance id, image id) of a CreateImage of a new running instance of the caller's."""
+    instance_id = add_instance(cloud, ec2.account_id, "emi-00000000")
+    fake.instances.append(instance_id)
+    return instance_id, ec2("CreateImage", InstanceId=instance_id, **params)["ImageId"]
+
+
+def test_create_image_is_pending_until_the_node_has_uploaded_the_disk(ec2s, walrus, cloud, imaging):
+    alice = ec2s[0]
+    instance_id, image_id = imaged(cloud, alice, imaging, Name="my snap", Description="from a running instance",
+                                   TagSpecifications=[{"ResourceType": "image", "Tags": [{"Key": "k", "Value": "v"}]}])
+    image = image_of(alice, image_id)
+    assert image_id.startswith("emi-")
+    assert (image["State"], image["Name"], image["Description"], image["SourceInstanceId"]) == \
+        ("pending", "my snap", "from a running instance", instance_id)
+    assert (image["ImageLocation"], image["OwnerId"], image["ImageType"]) == \
+        (f"{ALICE}-images/{image_id}.img", ALICE, "machine")
+    assert image["Tags"] == [{"Key": "k", "Value": "v"}] and "StateReason" not in image
+    assert walrus.owners[f"{ALICE}-images"] == ALICE  # made for the account
+    (asked,) = imaging.asked
+    assert (asked["instanceId"], asked["imageId"], asked["noReboot"]) == (instance_id, image_id, False)
+    assert asked["imageURL"] == f"http://walrus/{ALICE}-images/{image_id}.img?put-by={ALICE}&expires=14400"
+
+    imaging.tasks[instance_id] = [(image_id, "creating", 0, None)]
+    ClusterPoller(cloud).poll_once()
+    assert image_of(alice, image_id)["State"] == "pending"
+    imaging.tasks[instance_id] = [(image_id, "succeeded", 65536, None)]
+    ClusterPoller(cloud).poll_once()
+    assert image_of(alice, image_id)["State"] == "available"
+    assert cloud.store.db["images"].get(image_id)["size"] == 65536
+    assert described(alice, Filters=[{"Name": "source-instance-id", "Values": [instance_id]}]) == [image_id]
+
+    second = alice("CreateImage", InstanceId=instance_id, Name="second", NoReboot=True)["ImageId"]  # same bucket
+    assert imaging.asked[-1]["noReboot"] is True and imaging.asked[-1]["imageId"] == second
+
+
+def test_an_image_the_node_could_not_make_fails_with_its_reason(ec2s, walrus, cloud, imaging):
+    alice = ec2s[0]
+    instance_id, image_id = imaged(cloud, alice, imaging, Name="broken")
+    imaging.tasks[instance_id] = [(image_id, "failed", 0, "upload failed: HTTP 403: expired")]
+    ClusterPoller(cloud).poll_once()
+    image = image_of(alice, image_id)
+    assert image["State"] == "failed"
+    assert image["StateReason"] == {"Code": "Server.InternalError",
+                                    "Message": "Server.InternalError: upload failed: HTTP 403: expired"}
+    assert described(alice, Filters=[{"Name": "state-reason-code", "Values": ["Server.InternalError"]}]) == [image_id]
+    assert alice.error("CreateImage", InstanceId=instance_id, Name="broken") == "InvalidAMIName.Duplicate"
+    alice("DeregisterImage", ImageId=image_id)
+    alice("CreateImage", InstanceId=instance_id, Name="broken")  # the name is free again
+
+
+def test_an_image_the_cluster_refuses_or_cannot_be_asked_for_fails_at_once(ec2s, walrus, cloud, imaging):
+    alice = ec2s[0]
+    imaging.fault = "IncorrectInstanceState"
+    _, refused = imaged(cloud, alice, imaging, Name="refused")
+    assert image_of(alice, refused)["StateReason"]["Code"] == "Client.IncorrectInstanceState"
+    imaging.fault, imaging.down = None, True
+    _, unanswered = imaged(cloud, alice, imaging, Name="unanswered")
+    image = image_of(alice, unanswered)
+    assert (image["State"], image["StateReason"]["Code"]) == ("failed", "Server.InternalError")
+
+
+def test_an_image_whose_copy_is_never_reported_fails(ec2s, walrus, cloud, imaging, monkeypatch):
+    alice = ec2s[0]
+    _, image_id = imaged(cloud, alice, imaging, Name="lost")
+    ClusterPoller(cloud).poll_once()
+    assert image_of(alice, image_id)["State"] == "pending"
+    monkeypatch.setattr(images, "TASK_REPORT_TIMEOUT", -1)
+    ClusterPoller(cloud).poll_once()
+    assert image_of(alice, image_id)["State"] == "failed"
+
+
+def test_a_deregistered_pending_image_stays_deregistered(ec2s, walrus, cloud, imaging):
+    alice = ec2s[0]
+    instance_id, image_id = imaged(cloud, alice, imaging, Name="changed my mind")
+    alice("DeregisterImage", ImageId=image_id)
+    imaging.tasks[instance_id] = [(image_id, "succeeded", 10, None)]
+    ClusterPoller(cloud).poll_once()
+    assert cloud.store.db["images"].get(image_id)["state"] == "deregistered"
+
+
+def test_create_image_refusals(ec2s, walrus, cloud, imaging):
     alice, bob, _ = ec2s
     instance_id = add_instance(cloud, ALICE, "emi-00000000")
-    with pytest.raises(AWSError) as e:
-        alice("CreateImage", InstanceId=instance_id, Name="snap")
-    assert e.value.code == "Unsupported" and "Walrus" in e.value.message
     assert bob.error("CreateImage", InstanceId=instance_id, Name="snap") == "InvalidInstanceID.NotFound"
     assert alice.error("CreateImage", InstanceId=instance_id, Name="x") == "InvalidAMIName.Malformed"
+    assert alice.error("CreateImage", InstanceId=instance_id) == "MissingParameter"
+    assert alice.error("CreateImage", InstanceId=instance_id, Name="snap",
+                       BlockDeviceMappings=[{"DeviceName": "/dev/sdb", "VirtualName": "ephemeral0"}]) == \
+        "InvalidParameterValue"
+    assert alice.error("CreateImage", InstanceId=instance_id, Name="snap",
+                       TagSpecifications=[{"ResourceType": "snapshot", "Tags": [{"Key": "k", "Value": "v"}]}]) == \
+        "InvalidParameterValue"
+    assert alice.error("CreateImage", InstanceId=instance_id, Name="snap", DryRun=True) == "DryRunOperation"
+    with cloud.store.atomic() as db:
+        db["instances"].update(instance_id, {"state": "pending"})
+    assert alice.error("CreateImage", InstanceId=instance_id, Name="snap") == "IncorrectInstanceState"
+    with cloud.store.atomic() as db:
+        db["instances"].update(instance_id, {"state": "stopped"})
+    walrus.max_buckets = len(walrus.owned(ALICE))
+    assert alice.error("CreateImage", InstanceId=instance_id, Name="snap") == "ResourceLimitExceeded"
+    walrus.owners[f"{ALICE}-images"] = BOB  # someone else holds the bucket's name
+    assert alice.error("CreateImage", InstanceId=instance_id, Name="snap") == "InternalError"
+    assert imaging.asked == [] and described(alice) == []
 
 
 # -- DescribeImages: owners, filters, pages -----------------------------------------------------------

@@ -69,6 +69,15 @@ class FakeCluster:
         self._called("GetConsoleOutput", instanceId=instanceId)
         return SimpleNamespace(instanceId=instanceId, consoleOutput=self.console.get(instanceId, ""))
 
+    def ConfigureNetwork(self, **request):
+        self._called("ConfigureNetwork", **request)
+
+    def DescribeNetworks(self, **request):
+        return SimpleNamespace(groups=[])
+
+    def CreateImage(self, **request):
+        self._called("CreateImage", **request)
+
     def report(self, instance_id, state, message=None):
         self.instances[instance_id].stateName, self.instances[instance_id].statusMessage = state, message
 
@@ -491,6 +500,31 @@ def test_kernel_and_ramdisk_must_be_visible_kernel_and_ramdisk_images(cloud, ali
 
 
 # -- DescribeInstances: pages and filters ------------------------------------------------------------------
+
+
+def test_the_groups_rules_reach_the_cluster_before_their_instances(cloud, alice):
+    web = alice("CreateSecurityGroup", GroupName="web", Description="web")["GroupId"]
+    with cloud.store.atomic() as db:  # a cluster that awaits a resync still gets the groups of what it runs
+        db["components"].update(("cluster", "cc-a"), {"network_resync": 1})
+    cloud.fake.calls.clear()
+    alice("RunInstances", ImageId="emi-aaaaaaaa", MinCount=1, MaxCount=1, SecurityGroupIds=[web],
+          SecurityGroups=["default"])
+    (operation, push), (run, _) = cloud.fake.calls
+    assert (operation, run) == ("ConfigureNetwork", "RunInstances")
+    assert (push["accountId"], sorted(push["groupNames"]), push["deletedGroupNames"]) == \
+        (ALICE, ["default", "web"], [])
+    assert [(r["destName"], r["protocol"], r["sourceNames"]) for r in push["rules"]] == \
+        [("default", "all", ["default"])]
+    assert alice.error("RunInstances", ImageId="emi-aaaaaaaa", MinCount=1, MaxCount=1, DryRun=True) == \
+        "DryRunOperation"
+    assert len(cloud.fake.calls) == 2
+
+
+def test_an_image_that_is_not_available_is_not_run(cloud, alice):
+    with cloud.store.atomic() as db:
+        db["images"].update("emi-aaaaaaaa", {"state": "pending"})
+    assert alice.error("RunInstances", ImageId="emi-aaaaaaaa", MinCount=1, MaxCount=1) == "InvalidAMIID.Unavailable"
+    assert not cloud.fake.asked("RunInstances")
 
 
 def test_describe_instances_pages(cloud, alice):

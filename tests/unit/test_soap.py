@@ -26,9 +26,11 @@ REGENERATE = "run python -c 'from eucacore import soap; soap.generate_wsdls()'"
 
 OPERATIONS = {
     "EucalyptusCC": {"RunInstances", "DescribeInstances", "DescribeResources", "TerminateInstances",
-                     "RebootInstances", "StopInstance", "StartInstance", "GetConsoleOutput"},
+                     "RebootInstances", "StopInstance", "StartInstance", "GetConsoleOutput", "CreateImage",
+                     "ConfigureNetwork", "DescribeNetworks"},
     "EucalyptusNC": {"ncRunInstance", "ncDescribeInstances", "ncDescribeResource", "ncTerminateInstance",
-                     "ncRebootInstance", "ncStopInstance", "ncStartInstance", "ncGetConsoleOutput"},
+                     "ncRebootInstance", "ncStopInstance", "ncStartInstance", "ncGetConsoleOutput",
+                     "ncCreateImage"},
     "EucalyptusSC": {"CreateStorageVolume", "DeleteStorageVolume", "DescribeStorageVolumes"},
     "EucalyptusCLC": {"DescribeAccessKey", "ReportUsage"},
 }

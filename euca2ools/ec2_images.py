@@ -1,4 +1,4 @@
-"""Image commands beyond register/describe: euca-deregister,
+"""Image commands beyond register/describe: euca-create-image, euca-deregister,
 euca-describe-image-attribute, euca-modify-image-attribute and
 euca-reset-image-attribute.
 
@@ -18,6 +18,35 @@ LAUNCH_PERMISSION = 'launchPermission'
 #: boto3's grantee keys -> the EC2 XML names euca-describe-image-attribute printed.
 _GRANTEE_NAMES = {'Group': 'group', 'UserId': 'userId', 'OrganizationArn': 'organizationArn',
                   'OrganizationalUnitArn': 'organizationalUnitArn'}
+
+
+def create_image_parser() -> argparse.ArgumentParser:
+    """Arguments of euca-create-image."""
+    parser = cli.command_parser('euca-create-image', "Create a new image from a running or stopped "
+                                                     "instance's root disk")
+    parser.add_argument('instance', metavar='INSTANCE', help='ID of the instance to image')
+    parser.add_argument('-n', '--name', required=True, help='name of the new image (required)')
+    parser.add_argument('-d', '--description', help='description of the new image')
+    parser.add_argument('--no-reboot', action='store_true',
+                        help='do not pause the instance while its disk is copied')
+    return parser
+
+
+def create_image_request(args: argparse.Namespace) -> dict:
+    """CreateImage keyword arguments for parsed options."""
+    request = {'InstanceId': args.instance, 'Name': args.name}
+    if args.description:
+        request['Description'] = args.description
+    if args.no_reboot:
+        request['NoReboot'] = True
+    return request
+
+
+def create_image(argv=None) -> int:
+    """euca-create-image: IMAGE id (pending until the node has copied the disk)."""
+    def action(client, args):
+        return [output.tabify(('IMAGE', client.create_image(**create_image_request(args))['ImageId']))]
+    return cli.run(create_image_parser(), action, argv)
 
 
 def deregister_parser() -> argparse.ArgumentParser:

@@ -83,6 +83,7 @@ PARSERS = {
     ec2_instances.get_console_output_parser: ['i-1'],
     ec2_instances.describe_instance_status_parser: [],
     ec2_images.deregister_parser: ['emi-1'],
+    ec2_images.create_image_parser: ['i-1', '-n', 'snap'],
     ec2_images.describe_image_attribute_parser: ['emi-1', '-l'],
     ec2_images.modify_image_attribute_parser: ['emi-1', '-l', '-a', 'all'],
     ec2_images.reset_image_attribute_parser: ['emi-1', '-l'],
@@ -916,3 +917,12 @@ def test_image_attribute_commands(stub, capsys):
 def test_reset_image_attribute_needs_l():
     with pytest.raises(SystemExit):
         parse(ec2_images.reset_image_attribute_parser, 'emi-1')
+
+
+def test_create_image_request_and_output(stub, capsys):
+    args = parse(ec2_images.create_image_parser, 'i-1', '-n', 'web', '-d', 'web server', '--no-reboot')
+    assert ec2_images.create_image_request(args) == {'InstanceId': 'i-1', 'Name': 'web',
+                                                     'Description': 'web server', 'NoReboot': True}
+    stub.add_response('create_image', {'ImageId': 'emi-0000beef'}, {'InstanceId': 'i-1', 'Name': 'web'})
+    assert ec2_images.create_image(['i-1', '-n', 'web']) == 0
+    assert capsys.readouterr().out == 'IMAGE\temi-0000beef\n'

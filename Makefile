@@ -6,7 +6,7 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := gcc pkg-config libvirt-dev libvirt-daemon libvirt-clients systemd
+APT_PACKAGES := gcc pkg-config libvirt-dev libvirt-daemon libvirt-clients systemd openssh-client openssl
 
 .PHONY: deps apt venv cloud-up cloud-down cloud-destroy test unit integration wsdl bench
 

@@ -20,7 +20,8 @@ from spyne import Boolean, ComplexModel, Integer, ServiceBase, Unicode
 
 from cc.cluster import (ClusterController, InvalidRules, NoCapacity, NodeRefused, NodeUnreachable,
                         UnknownInstance)
-from eucacore.messages import (BASE_FIELDS, reply, RUN_INSTANCE_FIELDS, Message, TNS, from_dict, instanceType, many,
+from eucacore.messages import (BASE_FIELDS, CREATE_IMAGE_FIELDS, RUN_INSTANCE_FIELDS, START_INSTANCE_FIELDS,
+                               STOP_INSTANCE_FIELDS, reply, Message, TNS, from_dict, instanceType, many,
                                required, to_dict, virtualMachineType)
 from eucacore.soap import EucaFault, make_application, operation
 
@@ -78,7 +79,7 @@ class RebootInstancesResponseType(Message):
 
 
 class StopInstanceType(Message):
-    _type_info = BASE_FIELDS + [("instanceId", required(Unicode)), ("force", Boolean)]
+    _type_info = BASE_FIELDS + STOP_INSTANCE_FIELDS
 
 
 class StopInstanceResponseType(Message):
@@ -86,7 +87,7 @@ class StopInstanceResponseType(Message):
 
 
 class StartInstanceType(Message):
-    _type_info = BASE_FIELDS + [("instanceId", required(Unicode)), ("instanceType", virtualMachineType)]
+    _type_info = BASE_FIELDS + START_INSTANCE_FIELDS
 
 
 class StartInstanceResponseType(Message):
@@ -102,8 +103,7 @@ class GetConsoleOutputResponseType(Message):
 
 
 class CreateImageType(Message):
-    _type_info = BASE_FIELDS + [("instanceId", required(Unicode)), ("imageId", required(Unicode)),
-                                ("imageURL", required(Unicode)), ("noReboot", Boolean)]
+    _type_info = BASE_FIELDS + CREATE_IMAGE_FIELDS
 
 
 class CreateImageResponseType(Message):

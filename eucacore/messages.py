@@ -100,6 +100,13 @@ RUN_INSTANCE_FIELDS = [("uuid", Unicode), ("instanceId", Unicode), ("reservation
                   ("launchIndex", Integer), ("platform", Unicode), ("groupNames", many(Unicode))]
 
 
+#: The fields the CC's and the NC's operations on one instance share (the CC forwards them).
+STOP_INSTANCE_FIELDS = [("instanceId", required(Unicode)), ("force", Boolean)]
+START_INSTANCE_FIELDS = [("instanceId", required(Unicode)), ("instanceType", virtualMachineType)]
+CREATE_IMAGE_FIELDS = [("instanceId", required(Unicode)), ("imageId", required(Unicode)),
+                       ("imageURL", required(Unicode)), ("noReboot", Boolean)]
+
+
 def reply(cls, request, **fields):
     """A response of ``cls`` to ``request``: its correlation and user ids, ``return`` true."""
     return cls(correlationId=request.correlationId, userId=request.userId, **{"return": True}, **fields)

@@ -16,8 +16,9 @@ import base64
 
 from spyne import Boolean, Integer, Long, ServiceBase, Unicode
 
-from eucacore.messages import (BASE_FIELDS, reply, RUN_INSTANCE_FIELDS, Message, from_dict, instanceType, many, required,
-                               to_dict, virtualMachineType)
+from eucacore.messages import (BASE_FIELDS, CREATE_IMAGE_FIELDS, RUN_INSTANCE_FIELDS, START_INSTANCE_FIELDS,
+                               STOP_INSTANCE_FIELDS, reply, Message, from_dict, instanceType, many, required,
+                               to_dict)
 from eucacore.soap import EucaFault, make_application, operation
 from nc.node import IncorrectState, InstanceNotFound, NodeController
 
@@ -51,7 +52,7 @@ class ncDescribeResourceResponseType(Message):
 
 
 class ncTerminateInstanceType(Message):
-    _type_info = BASE_FIELDS + [("instanceId", required(Unicode)), ("force", Boolean)]
+    _type_info = BASE_FIELDS + STOP_INSTANCE_FIELDS
 
 
 class ncTerminateInstanceResponseType(Message):
@@ -67,7 +68,7 @@ class ncRebootInstanceResponseType(Message):
 
 
 class ncStopInstanceType(Message):
-    _type_info = BASE_FIELDS + [("instanceId", required(Unicode)), ("force", Boolean)]
+    _type_info = BASE_FIELDS + STOP_INSTANCE_FIELDS
 
 
 class ncStopInstanceResponseType(Message):
@@ -75,7 +76,7 @@ class ncStopInstanceResponseType(Message):
 
 
 class ncStartInstanceType(Message):
-    _type_info = BASE_FIELDS + [("instanceId", required(Unicode)), ("instanceType", virtualMachineType)]
+    _type_info = BASE_FIELDS + START_INSTANCE_FIELDS
 
 
 class ncStartInstanceResponseType(Message):
@@ -92,8 +93,7 @@ class ncGetConsoleOutputResponseType(Message):
 
 
 class ncCreateImageType(Message):
-    _type_info = BASE_FIELDS + [("instanceId", required(Unicode)), ("imageId", required(Unicode)),
-                                ("imageURL", required(Unicode)), ("noReboot", Boolean)]
+    _type_info = BASE_FIELDS + CREATE_IMAGE_FIELDS
 
 
 class ncCreateImageResponseType(Message):

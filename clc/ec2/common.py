@@ -15,6 +15,18 @@ def not_found(code: str, what: str, ident: str) -> AWSError:
     return AWSError(code, f"The {what} '{ident}' does not exist")
 
 
+def only_ids(rows: list[dict], wanted: list[str] | None, column: str, code: str, what: str) -> list[dict]:
+    """The rows whose ``column`` is one of ``wanted`` (all rows when none is wanted); a wanted id
+    that is not among them (missing, or another account's) is ``code`` (NotFound)."""
+    if not wanted:
+        return rows
+    present = {r[column] for r in rows}
+    for ident in wanted:
+        if ident not in present:
+            raise not_found(code, what, ident)
+    return [r for r in rows if r[column] in wanted]
+
+
 def apply_filters(items: Iterable[dict], filters: list[dict] | None,
                   getters: dict[str, Callable]) -> list[dict]:
     """Keep the items that match every filter (any of its values; ``*`` and ``?`` wildcards).

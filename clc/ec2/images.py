@@ -29,7 +29,8 @@ from eucacore import ids, soap
 from eucacore.messages import CREATEIMAGE_FAILED, CREATEIMAGE_SUCCEEDED
 from eucacore.awsapi.errors import AWSError
 from clc.ec2.access import sees_all_accounts
-from clc.ec2.common import Page, apply_filters, checked_attribute, copy_present, dry_run, not_found
+from clc.ec2.common import (Page, apply_filters, checked_attribute, copy_present, dry_run, not_found,
+                            only_ids)
 from clc.ec2.permissions import PUBLIC, change_grantees, grantees_of, permission_changes, permission_items
 from clc.ec2.tags import add_tags, delete_resource_tags, requested_tags, tag_getters, tag_sets
 from clc.ec2.volumes import own_instance
@@ -468,12 +469,7 @@ def describe_images(ctx, params):
     else:
         rows = list(ctx.cloud.store.db["images"].rows_where(_VISIBLE, [ctx.account_id, ctx.account_id],
                                                              order_by="image_id"))
-    if wanted:
-        present = {r["image_id"] for r in rows}
-        for image_id in wanted:
-            if image_id not in present:
-                raise not_found("InvalidAMIID.NotFound", "image id", image_id)
-        rows = [r for r in rows if r["image_id"] in wanted]
+    rows = only_ids(rows, wanted, "image_id", "InvalidAMIID.NotFound", "image id")
     dry_run(params)
     if owners:
         rows = [r for r in rows if r["account_id"] in owners]

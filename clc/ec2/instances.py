@@ -22,7 +22,7 @@ import uuid
 from eucacore import ids, soap
 from eucacore.awsapi.errors import AWSError
 from clc.ec2.access import sees_all_accounts
-from clc.ec2.common import Page, apply_filters, copy_present, dry_run, not_found
+from clc.ec2.common import Page, apply_filters, copy_present, dry_run, not_found, only_ids
 from clc.ec2.images import visible_image
 from clc.ec2.keypairs import public_key
 from clc.ec2.securitygroups import resolve_groups
@@ -392,12 +392,7 @@ def _requested_instances(ctx, params: dict) -> tuple[list[dict], Page]:
         raise AWSError("InvalidParameterCombination",
                        "The parameter instancesSet cannot be used with the parameter maxResults")
     rows = _visible_instances(ctx, every_account)
-    if wanted:
-        for instance_id in wanted:
-            if not any(r["instance_id"] == instance_id for r in rows):
-                raise not_found("InvalidInstanceID.NotFound", "instance ID", instance_id)
-        rows = [r for r in rows if r["instance_id"] in wanted]
-    return rows, page
+    return only_ids(rows, wanted, "instance_id", "InvalidInstanceID.NotFound", "instance ID"), page
 
 
 def describe_instances(ctx, params):

@@ -21,7 +21,7 @@ from eucacore import ids, policy
 from eucacore.awsapi.errors import AWSError
 from clc.ec2 import tags
 from clc.ec2.access import REGION, sees_all_accounts
-from clc.ec2.common import Page, apply_filters, dry_run, not_found
+from clc.ec2.common import Page, apply_filters, dry_run, not_found, only_ids
 
 DEFAULT = "default"
 MAX_LENGTH = 255
@@ -399,15 +399,11 @@ def describe_security_groups(ctx, params):
         rows = list(table.rows_where(order_by="group_id"))
     else:
         rows = list(table.rows_where("account_id = ?", [ctx.account_id], order_by="group_id"))
-    for wanted, column in ((names, "name"), (group_ids, "group_id")):
-        present = {r[column] for r in rows}
-        for ident in wanted:
-            if ident not in present:
-                raise not_found("InvalidGroup.NotFound", "security group", ident)
-    if names:
-        rows = [r for r in rows if r["name"] in names]
-    if group_ids:
-        rows = [r for r in rows if r["group_id"] in group_ids]
+    everything = rows
+    rows = only_ids(everything, names, "name", "InvalidGroup.NotFound", "security group")
+    by_id = {r["group_id"] for r in only_ids(everything, group_ids, "group_id", "InvalidGroup.NotFound",
+                                             "security group")}
+    rows = [r for r in rows if r["group_id"] in by_id]
     rules = _rules_by_group(ctx.cloud, [r["group_id"] for r in rows])
     peers = _groups_by_id(ctx.cloud, [x["source_group_id"] for rs in rules.values() for x in rs
                                       if x["source_group_id"]])

@@ -13,7 +13,7 @@ import re
 from eucacore import ids, soap
 from eucacore.awsapi.errors import AWSError
 from clc.ec2.access import sees_all_accounts
-from clc.ec2.common import Page, apply_filters, checked_attribute, dry_run, not_found
+from clc.ec2.common import Page, apply_filters, checked_attribute, dry_run, not_found, only_ids
 from clc.ec2.permissions import PUBLIC, change_grantees, grantees_of, permission_changes, permission_items
 from clc.ec2.tags import add_tags, delete_resource_tags, requested_tags, tag_getters, tag_sets
 
@@ -236,13 +236,7 @@ def _described_volumes(ctx, params: dict) -> list[dict]:
     """The volumes a DescribeVolumes/DescribeVolumeStatus names (all visible ones if none)."""
     every_account, wanted = sees_all_accounts(ctx, params.get("VolumeIds"), params.get("Filters"))
     rows = _live_volumes(ctx, every_account)
-    if wanted:
-        present = {r["volume_id"] for r in rows}
-        for volume_id in wanted:
-            if volume_id not in present:
-                raise not_found("InvalidVolume.NotFound", "volume", volume_id)
-        rows = [r for r in rows if r["volume_id"] in wanted]
-    return rows
+    return only_ids(rows, wanted, "volume_id", "InvalidVolume.NotFound", "volume")
 
 
 def _attached(r: dict, value):
@@ -497,12 +491,7 @@ def describe_snapshots(ctx, params):
     owners = {ctx.account_id if o == "self" else o for o in params.get("OwnerIds") or []}
     every_account |= ctx.credentials.is_cloud_admin and bool(owners - {ctx.account_id, "amazon"})
     rows = _visible_snapshots(ctx, every_account)
-    if wanted:
-        present = {r["snapshot_id"] for r in rows}
-        for snapshot_id in wanted:
-            if snapshot_id not in present:
-                raise not_found("InvalidSnapshot.NotFound", "snapshot", snapshot_id)
-        rows = [r for r in rows if r["snapshot_id"] in wanted]
+    rows = only_ids(rows, wanted, "snapshot_id", "InvalidSnapshot.NotFound", "snapshot")
     dry_run(params)
     if owners:
         rows = [r for r in rows if r["account_id"] in owners]

@@ -79,7 +79,7 @@ class Identity:
     def _seal_plain_secrets(self) -> None:
         """Seal any secret stored in the clear (by a CLC from before sealing existed)."""
         with self.store.atomic():
-            for row in list(self.db["access_keys"].rows):
+            for row in list(self.db["access_keys"].rows_where("sealed_secret NOT LIKE 'v1:%'")):
                 if not is_sealed(row["sealed_secret"]):
                     self.db["access_keys"].update(row["access_key"], {
                         "sealed_secret": self.box.seal(row["sealed_secret"], row["access_key"])})

@@ -20,10 +20,8 @@ InvalidAMIID.NotFound, exactly as for an image that does not exist.
 import logging
 import posixpath
 import re
-from dataclasses import dataclass
 
 import botocore.exceptions
-from lxml import etree
 
 from eucacore import ids, soap
 from eucacore.messages import CREATEIMAGE_FAILED, CREATEIMAGE_SUCCEEDED
@@ -31,6 +29,7 @@ from eucacore.awsapi.errors import AWSError
 from clc.ec2.access import sees_all_accounts
 from clc.ec2.common import (Page, apply_filters, checked_attribute, copy_present, dry_run, not_found,
                             only_ids)
+from clc.ec2.manifests import ARCHITECTURES, EUCA_MARKER, Manifest, invalid, parse_manifest
 from clc.ec2.permissions import PUBLIC, change_grantees, grantees_of, permission_changes, permission_items
 from clc.ec2.tags import add_tags, delete_resource_tags, requested_tags, tag_getters, tag_sets
 from clc.ec2.volumes import own_instance
@@ -39,10 +38,8 @@ log = logging.getLogger("eucalyptus.clc.images")
 
 _PREFIX = {"machine": "emi", "kernel": "eki", "ramdisk": "eri"}
 LAUNCH_PERMISSION = "launchPermission"
-ARCHITECTURES = ("i386", "x86_64")
 MANIFEST_SUFFIX = ".manifest.xml"
 MAX_MANIFEST_BYTES = 1 << 20
-MAX_PARTS = 10_000  # 100 GiB of the bundlers' 10 MiB parts
 MAX_DESCRIPTION = 255
 PAGE_MIN, PAGE_MAX = 5, 1000
 ROOT_DEVICE = "/dev/sda1"
@@ -51,11 +48,8 @@ UPLOAD_URL_LIFETIME = 4 * 3600
 #: Seconds a pending CreateImage may go without its cluster reporting it before it fails.
 TASK_REPORT_TIMEOUT = 600
 HYPERVISOR = "kvm"
-#: euca-register's ``--kernel true`` / ``--ramdisk true``: the image *is* a kernel / ramdisk.
-EUCA_MARKER = "true"
 _NAME = re.compile(r"^[A-Za-z0-9()\[\] ./\-'@_]{3,128}$")
 _ACCOUNT_ID = re.compile(r"^[0-9]{12}$")
-_HEX = re.compile(r"^[0-9a-fA-F]+$")
 _RAMDISK_PREFIXES = ("initrd", "initramfs", "ramdisk")
 _OWNER_ALIASES = {"amazon", "aws-marketplace", "aws-backup-vault"}
 #: RegisterImage members this cloud cannot honour for instance-store images: refused, not ignored.
@@ -66,94 +60,6 @@ _UNSUPPORTED_MODIFY_MEMBERS = ("ProductCodes", "OrganizationArns", "Organization
 ATTRIBUTES = ("description", "kernel", "ramdisk", LAUNCH_PERMISSION, "productCodes", "blockDeviceMapping",
               "sriovNetSupport", "bootMode", "tpmSupport", "uefiData", "lastLaunchedTime", "imdsSupport",
               "deregistrationProtection")
-
-
-# -- bundle manifests -------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Manifest:
-    """What the CLC needs of a bundle's manifest; its keys, digests and signature are the
-    NC's business when it fetches and decrypts the parts."""
-
-    image_type: str
-    architecture: str        # "" when the manifest names none
-    kernel_id: str           # the eki- id a machine image boots with, or ""
-    ramdisk_id: str
-    size: int                # bytes of the unbundled image
-    bundled_size: int | None  # bytes of all parts, when the manifest says
-    parts: tuple[str, ...]   # the parts' file names, in index order
-
-
-def _invalid(message: str) -> AWSError:
-    return AWSError("InvalidManifest", message)
-
-
-def _text(parent, tag: str) -> str:
-    element = parent.find(tag) if parent is not None else None
-    return (element.text or "").strip() if element is not None else ""
-
-
-def _integer(text: str, what: str, required: bool = True) -> int | None:
-    if not text and not required:
-        return None
-    if not text.isdigit():
-        raise _invalid(f"the manifest's {what} must be a non-negative integer, got '{text}'")
-    return int(text)
-
-
-def parse_manifest(data: bytes) -> Manifest:
-    """The manifest ``data`` read without DTDs, entities or network access, or InvalidManifest."""
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
-                             remove_comments=True, remove_pis=True)
-    try:
-        root = etree.fromstring(data, parser)
-    except etree.XMLSyntaxError as e:
-        raise _invalid(f"the manifest is not well-formed XML: {e}") from None
-    if root.getroottree().docinfo.doctype or any(isinstance(n, etree._Entity) for n in root.iter()):
-        raise _invalid("a manifest may not carry a DOCTYPE or entities")
-    image, config = root.find("image"), root.find("machine_configuration")
-    if root.tag != "manifest" or image is None:
-        raise _invalid("the document is not an image manifest (<manifest><image>...)")
-    kernel, ramdisk = _text(config, "kernel_id"), _text(config, "ramdisk_id")
-    image_type = _text(image, "type") or (
-        "kernel" if kernel == EUCA_MARKER else "ramdisk" if ramdisk == EUCA_MARKER else "machine")
-    if image_type not in _PREFIX:
-        raise _invalid(f"the image type '{image_type}' is not machine, kernel or ramdisk")
-    if image_type != "machine":
-        kernel = ramdisk = ""  # a kernel or ramdisk boots nothing; "true" only marked its type
-    elif EUCA_MARKER in (kernel, ramdisk):
-        raise _invalid("a machine image's manifest marks it as a kernel or ramdisk")
-    architecture = _text(config, "architecture")
-    if architecture and architecture not in ARCHITECTURES:
-        raise _invalid(f"the architecture '{architecture}' is not one of {', '.join(ARCHITECTURES)}")
-    for tag in ("ec2_encrypted_key", "ec2_encrypted_iv"):
-        if not _HEX.match(_text(image, tag)):
-            raise _invalid(f"the manifest has no {tag} (hex) for the cloud to decrypt the image with")
-    return Manifest(image_type=image_type, architecture=architecture, kernel_id=kernel, ramdisk_id=ramdisk,
-                    size=_integer(_text(image, "size"), "image size"),
-                    bundled_size=_integer(_text(image, "bundled_size"), "bundled size", required=False),
-                    parts=_parts(image.find("parts")))
-
-
-def _parts(parts) -> tuple[str, ...]:
-    """The part file names in index order: indexes 0..count-1, each once, plain file names."""
-    if parts is None:
-        raise _invalid("the manifest lists no parts")
-    elements = parts.findall("part")
-    count = _integer(parts.get("count") or str(len(elements)), "parts count")
-    if not 1 <= count <= MAX_PARTS or count != len(elements):
-        raise _invalid(f"the manifest says {count} parts and lists {len(elements)} (1 to {MAX_PARTS} allowed)")
-    by_index: dict[int, str] = {}
-    for part in elements:
-        index, filename = _integer(part.get("index") or "", "part index"), _text(part, "filename")
-        if index >= count or index in by_index:
-            raise _invalid(f"the part index {index} is out of range or repeated")
-        if not filename or "/" in filename or "\\" in filename or filename in (".", "..") or len(filename) > 1024:
-            raise _invalid(f"the part file name '{filename}' is not a plain file name")
-        by_index[index] = filename
-    if len(set(by_index.values())) != count:
-        raise _invalid("the manifest names a part file twice")
-    return tuple(by_index[i] for i in range(count))
 
 
 # -- Walrus, with the caller's own credentials ------------------------------------------------------
@@ -179,7 +85,7 @@ def _walrus(call, bucket: str, key: str, what: str) -> dict:
     except botocore.exceptions.ClientError as e:
         status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if status in (403, 404):
-            raise _invalid(f"cannot read {what} {bucket}/{key} (HTTP {status})") from None
+            raise invalid(f"cannot read {what} {bucket}/{key} (HTTP {status})") from None
         raise AWSError("InternalError", f"Walrus answered {status} for {bucket}/{key}", 500) from None
     except botocore.exceptions.BotoCoreError as e:
         log.error("Walrus unreachable: %s", e)
@@ -191,13 +97,13 @@ def _read_manifest(ctx, bucket: str, key: str) -> Manifest:
     s3 = _s3(ctx)
     answer = _walrus(s3.get_object, bucket, key, "manifest")
     if int(answer.get("ContentLength") or 0) > MAX_MANIFEST_BYTES:
-        raise _invalid(f"the manifest is larger than {MAX_MANIFEST_BYTES} bytes")
+        raise invalid(f"the manifest is larger than {MAX_MANIFEST_BYTES} bytes")
     try:
         data = answer["Body"].read(MAX_MANIFEST_BYTES + 1)
     finally:
         answer["Body"].close()
     if len(data) > MAX_MANIFEST_BYTES:
-        raise _invalid(f"the manifest is larger than {MAX_MANIFEST_BYTES} bytes")
+        raise invalid(f"the manifest is larger than {MAX_MANIFEST_BYTES} bytes")
     manifest = parse_manifest(data)
     folder = posixpath.dirname(key)
     bundled = 0
@@ -205,7 +111,7 @@ def _read_manifest(ctx, bucket: str, key: str) -> Manifest:
         part_key = posixpath.join(folder, filename) if folder else filename
         bundled += int(_walrus(s3.head_object, bucket, part_key, "image part").get("ContentLength") or 0)
     if manifest.bundled_size is not None and bundled != manifest.bundled_size:
-        raise _invalid(f"the parts hold {bundled} bytes, the manifest's bundled_size says {manifest.bundled_size}")
+        raise invalid(f"the parts hold {bundled} bytes, the manifest's bundled_size says {manifest.bundled_size}")
     return manifest
 
 

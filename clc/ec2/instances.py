@@ -52,11 +52,11 @@ def _mac(instance_id: str) -> str:
     return "d0:0d:" + ":".join(h[i:i + 2] for i in range(0, 8, 2))
 
 
-def _state(name: str) -> dict:
+def state_dict(name: str) -> dict:
     return {"Code": STATE_CODES[name], "Name": name}
 
 
-def _incorrect_state(instance_id: str, what: str) -> AWSError:
+def incorrect_state(instance_id: str, what: str) -> AWSError:
     return AWSError("IncorrectInstanceState", f"The instance '{instance_id}' is not in a state from which it can "
                                               f"be {what}.")
 
@@ -65,7 +65,7 @@ def shutdown_behavior(row: dict) -> str:
     return row.get(BEHAVIOR_COLUMN) or "stop"
 
 
-def _checked_behavior(value: str) -> str:
+def checked_behavior(value: str) -> str:
     if value not in SHUTDOWN_BEHAVIORS:
         raise AWSError("InvalidParameterValue", f"Value ({value}) for parameter instanceInitiatedShutdownBehavior "
                                                 f"is invalid. Expected: 'stop' or 'terminate'.")
@@ -144,7 +144,7 @@ def _token_rows(ctx, token: str) -> list[dict]:
 def _replay(ctx, rows: list[dict], params: dict) -> dict:
     """RunInstances again with a ClientToken already used: the original reservation, if the
     request is the same one, else IdempotentParameterMismatch."""
-    first, groups = rows[0], _group_refs(ctx.cloud, rows[:1])[rows[0]["instance_id"]]
+    first, groups = rows[0], group_refs(ctx.cloud, rows[:1])[rows[0]["instance_id"]]
     zone = (params.get("Placement") or {}).get("AvailabilityZone")
     same = (first["image_id"] == params["ImageId"]
             and first["instance_type"] == (params.get("InstanceType") or "m1.small")
@@ -192,7 +192,7 @@ def run_instances(ctx, params):
     key_name = params.get("KeyName")
     if key_name and public_key(ctx.cloud, ctx.account_id, key_name) is None:
         raise not_found("InvalidKeyPair.NotFound", "key pair", key_name)
-    behavior = _checked_behavior(params.get("InstanceInitiatedShutdownBehavior") or "stop")
+    behavior = checked_behavior(params.get("InstanceInitiatedShutdownBehavior") or "stop")
     zone = (params.get("Placement") or {}).get("AvailabilityZone")
     tags = requested_tags(params, "instance")
     groups = resolve_groups(ctx, params.get("SecurityGroups"), params.get("SecurityGroupIds"))
@@ -295,7 +295,7 @@ def record_state_change(cloud, row: dict, state: str) -> None:
 
 # -- how instances look ------------------------------------------------------------------------------
 
-def _group_refs(cloud, rows: list[dict]) -> dict[str, list[dict]]:
+def group_refs(cloud, rows: list[dict]) -> dict[str, list[dict]]:
     """Each instance's security groups as EC2 shows them (name and id), by instance id."""
     ids_by_name = {(g["account_id"], g["name"]): g["group_id"] for g in cloud.store.db.query(
         "SELECT account_id, name, group_id FROM security_groups WHERE account_id IN (SELECT value FROM json_each(?))",
@@ -309,7 +309,7 @@ def _virtualization(row: dict) -> str:
 
 
 def _instance(row: dict, tags: list[dict] = (), groups: list[dict] = ()) -> dict:
-    out = {"InstanceId": row["instance_id"], "ImageId": row["image_id"], "State": _state(row["state"]),
+    out = {"InstanceId": row["instance_id"], "ImageId": row["image_id"], "State": state_dict(row["state"]),
            "PrivateDnsName": "", "PublicDnsName": "", "StateTransitionReason": row["reason"] or "",
            "AmiLaunchIndex": row["launch_index"], "InstanceType": row["instance_type"],
            "LaunchTime": ids.isoformat(row["launch_time"]), "Placement": {"AvailabilityZone": row["zone"],
@@ -336,7 +336,7 @@ def _visible_instances(ctx, every_account: bool = False) -> list[dict]:
     return list(ctx.cloud.store.db["instances"].rows_where(where, args, order_by="launch_time, launch_index"))
 
 
-def _own_instances(ctx, instance_ids: list[str]) -> list[dict]:
+def own_instances(ctx, instance_ids: list[str]) -> list[dict]:
     """The caller's instances of ``instance_ids`` (each once, in request order); an id that is
     not one of them, another account's included, is InvalidInstanceID.NotFound."""
     horizon = ids.now() - 60 * ctx.cloud.properties.get("cloud.vmstate.terminated_time")
@@ -382,7 +382,7 @@ def _group_filters(groups: dict[str, list[dict]]) -> dict:
     return {"group-id": ids_of, "instance.group-id": ids_of, "group-name": names_of, "instance.group-name": names_of}
 
 
-def _requested_instances(ctx, params: dict) -> tuple[list[dict], Page]:
+def requested_instances(ctx, params: dict) -> tuple[list[dict], Page]:
     """The instances a DescribeInstances/DescribeInstanceStatus names (InstanceIds), else all
     the caller sees, and the request's Page.  An id the caller cannot see is
     InvalidInstanceID.NotFound; InstanceIds with MaxResults InvalidParameterCombination."""
@@ -396,8 +396,8 @@ def _requested_instances(ctx, params: dict) -> tuple[list[dict], Page]:
 
 
 def describe_instances(ctx, params):
-    rows, page = _requested_instances(ctx, params)
-    groups = _group_refs(ctx.cloud, rows)
+    rows, page = requested_instances(ctx, params)
+    groups = group_refs(ctx.cloud, rows)
     rows = apply_filters(rows, params.get("Filters"), {
         **_FILTERS, **_group_filters(groups),
         **tag_getters(ctx, [r["instance_id"] for r in rows], lambda r: r["instance_id"])})
@@ -430,8 +430,8 @@ def _transition(ctx, rows: list[dict], moves: dict[str, str], reason: str,
                     "state": current, "reason": reason, "updated": ids.now(), **columns})
                 record_state_change(ctx.cloud, row, current)
                 moved.append({**row, "state": current, "reason": reason, **columns})
-            changes.append({"InstanceId": row["instance_id"], "CurrentState": _state(current),
-                            "PreviousState": _state(previous)})
+            changes.append({"InstanceId": row["instance_id"], "CurrentState": state_dict(current),
+                            "PreviousState": state_dict(previous)})
     return changes, moved
 
 
@@ -454,7 +454,7 @@ def _ask_cluster(ctx, zone: str, operation: str, **request):
 
 
 def terminate_instances(ctx, params):
-    rows = _own_instances(ctx, params["InstanceIds"])
+    rows = own_instances(ctx, params["InstanceIds"])
     for row in rows:
         if row["disable_api_termination"] and row["state"] != "terminated":
             raise AWSError("OperationNotPermitted", f"The instance '{row['instance_id']}' may not be terminated. "
@@ -482,13 +482,13 @@ def terminate_instances(ctx, params):
 def _require(rows: list[dict], states: tuple[str, ...], what: str) -> None:
     for row in rows:
         if row["state"] not in states:
-            raise _incorrect_state(row["instance_id"], what)
+            raise incorrect_state(row["instance_id"], what)
 
 
 def stop_instances(ctx, params):
     if params.get("Hibernate"):
         raise AWSError("UnsupportedHibernationConfiguration", "Hibernation is not supported by this cloud")
-    rows = _own_instances(ctx, params["InstanceIds"])
+    rows = own_instances(ctx, params["InstanceIds"])
     _require(rows, ("running", "stopping", "stopped"), "stopped")
     dry_run(params)
     force = bool(params.get("Force"))
@@ -508,7 +508,7 @@ def _vm(cloud, type_name: str) -> dict:
 
 
 def start_instances(ctx, params):
-    rows = _own_instances(ctx, params["InstanceIds"])
+    rows = own_instances(ctx, params["InstanceIds"])
     _require(rows, ("stopped", "pending", "running"), "started")
     dry_run(params)
     changes, moved = _transition(ctx, rows, {"stopped": "pending"}, "", launch_time=ids.now())
@@ -529,7 +529,7 @@ def start_instances(ctx, params):
 
 
 def reboot_instances(ctx, params):
-    rows = _own_instances(ctx, params["InstanceIds"])
+    rows = own_instances(ctx, params["InstanceIds"])
     _require(rows, ("running", "shutting-down", "terminated"), "rebooted")  # EC2 ignores ending ones
     dry_run(params)
     by_zone = {}
@@ -545,7 +545,7 @@ def reboot_instances(ctx, params):
 
 
 def get_console_output(ctx, params):
-    (row,) = _own_instances(ctx, [params["InstanceId"]])
+    (row,) = own_instances(ctx, [params["InstanceId"]])
     dry_run(params)
     output = ""
     if row["state"] not in ("pending", "terminated"):
@@ -561,173 +561,6 @@ def get_console_output(ctx, params):
     return out
 
 
-# -- DescribeInstanceStatus --------------------------------------------------------------------------
-
-def _status(row: dict) -> tuple[str, str]:
-    """(status, reachability) of both the instance and system checks: we check no more than
-    that the instance runs."""
-    return {"running": ("ok", "passed"), "pending": ("initializing", "initializing")}.get(
-        row["state"], ("not-applicable", ""))
-
-
-def _status_summary(row: dict) -> dict:
-    status, reachability = _status(row)
-    details = [{"Name": "reachability", "Status": reachability}] if reachability else []
-    return {"Status": status, "Details": details}
-
-
-_STATUS_FILTERS = {
-    "availability-zone": lambda r: r["zone"], "instance-state-name": lambda r: r["state"],
-    "instance-state-code": lambda r: STATE_CODES[r["state"]], "instance-status.status": lambda r: _status(r)[0],
-    "system-status.status": lambda r: _status(r)[0], "instance-status.reachability": lambda r: _status(r)[1],
-    "system-status.reachability": lambda r: _status(r)[1], "event.code": lambda r: [],
-    "event.description": lambda r: [], "event.instance-event-id": lambda r: [], "event.not-after": lambda r: [],
-    "event.not-before": lambda r: [], "event.not-before-deadline": lambda r: [],
-}
-
-
-def describe_instance_status(ctx, params):
-    rows, page = _requested_instances(ctx, params)
-    if not params.get("IncludeAllInstances"):
-        rows = [r for r in rows if r["state"] == "running"]
-    rows = apply_filters(rows, params.get("Filters"), _STATUS_FILTERS)
-    dry_run(params)
-    rows, more = page.of(sorted(rows, key=lambda r: r["instance_id"]), lambda r: r["instance_id"])
-    return {"InstanceStatuses": [{"InstanceId": r["instance_id"], "AvailabilityZone": r["zone"],
-                                  "InstanceState": _state(r["state"]), "InstanceStatus": _status_summary(r),
-                                  "SystemStatus": _status_summary(r), "Events": []} for r in rows], **more}
-
-
-# -- instance attributes -----------------------------------------------------------------------------
-
-def _block_devices(cloud, instance_id: str) -> list[dict]:
-    return [{"DeviceName": v["device"], "Ebs": {"VolumeId": v["volume_id"], "Status": v["attach_state"],
-                                                "AttachTime": ids.isoformat(v["attach_time"] or 0),
-                                                "DeleteOnTermination": bool(v["delete_on_termination"])}}
-            for v in cloud.store.db["volumes"].rows_where("instance_id = ? AND state != 'deleted'", [instance_id])]
-
-
-def _attribute(ctx, row: dict, name: str) -> dict:
-    """One instance attribute, under its member of DescribeInstanceAttribute's output."""
-    value = {
-        "instanceType": lambda: {"InstanceType": {"Value": row["instance_type"]}},
-        "kernel": lambda: {"KernelId": {"Value": row["kernel_id"]} if row["kernel_id"] else {}},
-        "ramdisk": lambda: {"RamdiskId": {"Value": row["ramdisk_id"]} if row["ramdisk_id"] else {}},
-        "userData": lambda: {"UserData": {"Value": row["user_data"]} if row["user_data"] else {}},
-        "disableApiTermination": lambda: {"DisableApiTermination": {"Value": bool(row["disable_api_termination"])}},
-        "instanceInitiatedShutdownBehavior": lambda: {
-            "InstanceInitiatedShutdownBehavior": {"Value": shutdown_behavior(row)}},
-        "rootDeviceName": lambda: {"RootDeviceName": {"Value": ROOT_DEVICE}},
-        "blockDeviceMapping": lambda: {"BlockDeviceMappings": _block_devices(ctx.cloud, row["instance_id"])},
-        "productCodes": lambda: {"ProductCodes": []},
-        "sourceDestCheck": lambda: {"SourceDestCheck": {"Value": True}},
-        "groupSet": lambda: {"Groups": _group_refs(ctx.cloud, [row])[row["instance_id"]]},
-        "ebsOptimized": lambda: {"EbsOptimized": {"Value": False}},
-        "sriovNetSupport": lambda: {"SriovNetSupport": {}},
-        "enaSupport": lambda: {"EnaSupport": {"Value": False}},
-        "enclaveOptions": lambda: {"EnclaveOptions": {"Enabled": False}},
-        "disableApiStop": lambda: {"DisableApiStop": {"Value": False}},
-    }.get(name)
-    if value is None:
-        raise AWSError("InvalidParameterValue", f"Value ({name}) for parameter attribute is invalid. "
-                                                f"Unknown attribute.")
-    return value()
-
-
-def describe_instance_attribute(ctx, params):
-    (row,) = _own_instances(ctx, [params["InstanceId"]])
-    out = _attribute(ctx, row, params["Attribute"])
-    dry_run(params)
-    return {"InstanceId": row["instance_id"], **out}
-
-
-#: ModifyInstanceAttribute's members and the attribute each sets.
-_MODIFIABLE = {"InstanceType": "instanceType", "UserData": "userData", "DisableApiTermination": "disableApiTermination",
-               "InstanceInitiatedShutdownBehavior": "instanceInitiatedShutdownBehavior", "Kernel": "kernel",
-               "Ramdisk": "ramdisk", "SourceDestCheck": "sourceDestCheck", "DisableApiStop": "disableApiStop",
-               "EbsOptimized": "ebsOptimized", "EnaSupport": "enaSupport", "SriovNetSupport": "sriovNetSupport",
-               "Groups": "groupSet", "BlockDeviceMappings": "blockDeviceMapping"}
-
-
-def _requested_change(params: dict) -> tuple[str, object]:
-    """(attribute, new value) of a ModifyInstanceAttribute: one attribute per request, given
-    as Attribute and Value or as its own member."""
-    given = [(attribute, params[member]) for member, attribute in _MODIFIABLE.items() if member in params]
-    if params.get("Attribute"):
-        if "Value" not in params:
-            raise AWSError("MissingParameter", "The request must contain the parameter Value")
-        value = params["Value"]
-        if params["Attribute"] == "userData":
-            value = value.encode()
-        elif params["Attribute"] == "disableApiTermination":
-            value = value.strip().lower() == "true"
-        given.append((params["Attribute"], value))
-    elif "Value" in params:
-        raise AWSError("MissingParameter", "The request must contain the parameter Attribute")
-    if not given:
-        raise AWSError("MissingParameter", "The request must name an attribute to modify")
-    if len(given) > 1:
-        raise AWSError("InvalidParameterCombination", "Only one attribute may be modified at a time")
-    attribute, value = given[0]
-    return attribute, value.get("Value") if isinstance(value, dict) else value
-
-
-def _stopped_only(row: dict) -> None:
-    if row["state"] != "stopped":
-        raise AWSError("IncorrectInstanceState", f"The instance '{row['instance_id']}' is not in the 'stopped' state.")
-
-
-def _new_instance_type(ctx, row: dict, type_name) -> dict:
-    _stopped_only(row)
-    types = ctx.cloud.instance_types()
-    if type_name not in types:
-        raise AWSError("InvalidParameterValue", f"Invalid value '{type_name}' for InstanceType.")
-    old, new = types[row["instance_type"]], types[type_name]
-    # Still counted while stopped: a bigger size must fit the quotas (checked in the update's transaction).
-    return {"instance_type": type_name, "_quota": {"cores": new["cores"] - old["cores"],
-                                                   "memory": new["memory"] - old["memory"]}}
-
-
-def _new_user_data(row: dict, data) -> dict:
-    _stopped_only(row)
-    data = data or b""
-    if len(data) > MAX_USER_DATA:
-        raise AWSError("InvalidParameterValue", f"User data is limited to {MAX_USER_DATA} bytes")
-    return {"user_data": base64.b64encode(data).decode() if data else ""}
-
-
-def _column_changes(ctx, row: dict, attribute: str, value) -> dict:
-    """The instance's columns that the change of ``attribute`` to ``value`` sets."""
-    if attribute == "instanceType":
-        return _new_instance_type(ctx, row, value)
-    if attribute == "userData":
-        return _new_user_data(row, value)
-    if attribute == "disableApiTermination":
-        return {"disable_api_termination": int(bool(value))}
-    if attribute == "instanceInitiatedShutdownBehavior":
-        return {BEHAVIOR_COLUMN: _checked_behavior(value)}
-    if attribute in ("rootDeviceName", "productCodes", "enclaveOptions") or attribute not in _MODIFIABLE.values():
-        raise AWSError("InvalidParameterValue", f"Value ({attribute}) for parameter attribute is invalid. "
-                                                f"This attribute cannot be modified.")
-    raise AWSError("UnsupportedOperation", f"Modifying the attribute '{attribute}' is not supported by this cloud")
-
-
-def modify_instance_attribute(ctx, params):
-    (row,) = _own_instances(ctx, [params["InstanceId"]])
-    attribute, value = _requested_change(params)
-    if row["state"] in ("shutting-down", "terminated"):
-        raise _incorrect_state(row["instance_id"], "modified")
-    changes = _column_changes(ctx, row, attribute, value)
-    dry_run(params)
-    quota = changes.pop("_quota", None)
-    with ctx.cloud.store.atomic():
-        if quota:
-            ctx.cloud.quotas.check(row["account_id"], **quota)
-        if changes:
-            ctx.cloud.store.db["instances"].update(row["instance_id"], changes)
-    return {}
-
-
 def user_data_text(row: dict) -> bytes:
     return base64.b64decode(row["user_data"]) if row["user_data"] else b""
 
@@ -735,6 +568,4 @@ def user_data_text(row: dict) -> bytes:
 HANDLERS = {"RunInstances": run_instances, "DescribeInstances": describe_instances,
             "TerminateInstances": terminate_instances, "StopInstances": stop_instances,
             "StartInstances": start_instances, "RebootInstances": reboot_instances,
-            "GetConsoleOutput": get_console_output, "DescribeInstanceStatus": describe_instance_status,
-            "DescribeInstanceAttribute": describe_instance_attribute,
-            "ModifyInstanceAttribute": modify_instance_attribute}
+            "GetConsoleOutput": get_console_output}

@@ -11,7 +11,7 @@ import pytest
 import requests
 import zeep.exceptions
 
-from clc.ec2 import images
+from clc.ec2 import images, manifests
 from clc.poller import ClusterPoller
 from eucacore import ids
 from eucacore.awsapi.errors import AWSError
@@ -137,9 +137,9 @@ def described(ec2, **params) -> list[str]:
 # -- manifests ----------------------------------------------------------------------------------------
 
 def test_a_well_formed_manifest_is_read():
-    m = images.parse_manifest(manifest(parts=("a.part.0", "a.part.1", "a.part.2"), kernel="eki-12345678",
+    m = manifests.parse_manifest(manifest(parts=("a.part.0", "a.part.1", "a.part.2"), kernel="eki-12345678",
                                        ramdisk="eri-12345678", bundled_size=30, size=1000))
-    assert m == images.Manifest(image_type="machine", architecture="x86_64", kernel_id="eki-12345678",
+    assert m == manifests.Manifest(image_type="machine", architecture="x86_64", kernel_id="eki-12345678",
                                 ramdisk_id="eri-12345678", size=1000, bundled_size=30,
                                 parts=("a.part.0", "a.part.1", "a.part.2"))
 
@@ -147,13 +147,13 @@ def test_a_well_formed_manifest_is_read():
 def test_parts_are_taken_in_index_order():
     data = manifest(parts=("b", "a")).replace(b'index="0"', b'index="X"').replace(b'index="1"', b'index="0"') \
         .replace(b'index="X"', b'index="1"')
-    assert images.parse_manifest(data).parts == ("a", "b")
+    assert manifests.parse_manifest(data).parts == ("a", "b")
 
 
 @pytest.mark.parametrize("kernel, ramdisk, expected",
                          [("true", "", "kernel"), ("", "true", "ramdisk"), ("", "", "machine")])
 def test_eucalyptus_markers_give_the_type_when_the_manifest_has_none(kernel, ramdisk, expected):
-    m = images.parse_manifest(manifest(image_type="", kernel=kernel, ramdisk=ramdisk))
+    m = manifests.parse_manifest(manifest(image_type="", kernel=kernel, ramdisk=ramdisk))
     assert (m.image_type, m.kernel_id, m.ramdisk_id) == (expected, "", "")
 
 
@@ -175,7 +175,7 @@ LAUGHS = '<!DOCTYPE manifest [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a
 ])
 def test_a_bad_manifest_is_invalid(data):
     with pytest.raises(AWSError) as e:
-        images.parse_manifest(data)
+        manifests.parse_manifest(data)
     assert e.value.code == "InvalidManifest"
 
 
@@ -185,7 +185,7 @@ def test_an_external_entity_is_never_read(tmp_path):
     data = manifest(prolog=f'<!DOCTYPE manifest [<!ENTITY xxe SYSTEM "file://{secret}">]>') \
         .replace(b"<name>img</name>", b"<name>&xxe;</name>")
     with pytest.raises(AWSError) as e:
-        images.parse_manifest(data)
+        manifests.parse_manifest(data)
     assert "SECRET" not in e.value.message
 
 

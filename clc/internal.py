@@ -14,6 +14,9 @@ from eucacore.soap import EucaFault, make_application, operation
 
 #: The quotas Walrus enforces itself, handed over with each key.
 WALRUS_QUOTAS = ("buckets", "bucket-storage-mib")
+#: The cloud-wide Walrus limits (properties) handed over with each key, under these names.
+WALRUS_LIMITS = {"max-bucket-size-mib": "walrus.storagemaxbucketsizeinmb",
+                 "max-object-size-mib": "walrus.storagemaxobjectsizeinmb"}
 
 
 class quotaType(_Model):
@@ -66,7 +69,8 @@ def application(cloud=None):
                 status="Active", accountName=principal.account_name, userName=principal.user_name,
                 userPath=principal.user_path, isAccountAdmin=principal.is_account_admin,
                 isCloudAdmin=principal.is_cloud_admin, policies=list(principal.policies),
-                quotas=[quotaType(name=n, limit=limits[n]) for n in WALRUS_QUOTAS],
+                quotas=[quotaType(name=n, limit=limits[n]) for n in WALRUS_QUOTAS]
+                + [quotaType(name=n, limit=cloud.properties.get(p)) for n, p in WALRUS_LIMITS.items()],
                 **{"return": True})
 
         @operation("ReportUsage", ReportUsageType, ReportUsageResponseType)

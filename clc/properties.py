@@ -50,6 +50,10 @@ def _definitions() -> dict[str, Property]:
                  "to each cluster (0: at every poll); changes are pushed at once besides", _const(60), minimum=0),
         Property("walrus.storagemaxbucketsperaccount", "Default maximum number of buckets per account "
                  "(the buckets quota of accounts that have none)", _const(100), minimum=0),
+        Property("walrus.storagemaxbucketsizeinmb", "Maximum size of one bucket in MiB (-1: unlimited; "
+                 "the original's default was 5120)", _const(-1), minimum=-1),
+        Property("walrus.storagemaxobjectsizeinmb", "Maximum size of one object in MiB (S3's 5 TiB by "
+                 "default)", _const(5 * 2**20), minimum=0),
     ]
     for quota in policy.QUOTAS.values():
         if quota.name != "buckets":

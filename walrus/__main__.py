@@ -3,6 +3,7 @@
 import logging
 import sys
 import threading
+import time
 
 from eucacore import daemon, pki, soap
 from eucacore.periodic import run_periodically
@@ -12,6 +13,9 @@ from eucacore.serving import Listener, serve
 log = logging.getLogger("eucalyptus.walrus")
 #: Seconds between reports of S3 usage to the CLC.
 USAGE_REPORT_INTERVAL = 5
+#: Seconds a key's principal (secret, policies, quotas) is reused before the CLC is asked again:
+#: the longest a revoked key or a changed policy or quota may still work on S3.
+CREDENTIAL_TTL = 2.0
 
 
 def _clc(config, keys):
@@ -35,6 +39,33 @@ def clc_lookup(config):
                          is_cloud_admin=bool(reply.isCloudAdmin), policies=tuple(reply.policies or ()),
                          quotas={q.name: q.limit for q in reply.quotas or []})
     return lookup
+
+
+class CachedLookup:
+    """``lookup`` with each found principal remembered for ``ttl`` seconds, so a burst of S3
+    requests costs the CLC one DescribeAccessKey per key and interval, not one per request.
+    Unknown keys are not remembered: a new key works at once."""
+
+    def __init__(self, lookup, ttl: float = CREDENTIAL_TTL):
+        self.lookup, self.ttl = lookup, ttl
+        self._found: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, access_key: str) -> Principal | None:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._found.get(access_key)
+        if cached and now - cached[0] < self.ttl:
+            return cached[1]
+        principal = self.lookup(access_key)
+        with self._lock:
+            if principal is None:
+                self._found.pop(access_key, None)
+            else:
+                if len(self._found) > 10000:
+                    self._found.clear()
+                self._found[access_key] = (now, principal)
+        return principal
 
 
 class UsageReporter:
@@ -77,7 +108,7 @@ def start(config) -> None:
     from walrus.store import WalrusStore
 
     store = WalrusStore(config.walrus_storage_dir(), config.state_dir() / "walrus.db")
-    app = WalrusApp(store, clc_lookup(config))
+    app = WalrusApp(store, CachedLookup(clc_lookup(config)))
     reporter = UsageReporter(config, store)
     reporter.start()
     serve([Listener("walrus", app, config["BIND_ADDR"], config["WALRUS_PORT"], threads=32)],

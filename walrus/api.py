@@ -1,20 +1,17 @@
 """Walrus's S3 REST endpoint: one WSGI app, one handler per S3 operation.
 
-A request flows: signature check -> S3Protocol.parse -> handler -> store, and the
-handler's boto3-shaped dict goes back through S3Protocol.serialize.  Every
-AWSError is rendered once, as the S3 error document; anything else is logged
-with the request id and answers 500 InternalError.
+A request flows: signature check -> S3Protocol.parse -> access check -> handler -> store,
+and the handler's boto3-shaped dict goes back through S3Protocol.serialize.  Every
+AWSError is rendered once, as the S3 error document; anything else is logged with the
+request id and answers 500 InternalError.  Object operations live in walrus/objects.py,
+multipart uploads in walrus/multipart.py; both are mixins of :class:`WalrusApp`.
 """
 
 import base64
 import binascii
-import hmac
 import ipaddress
 import logging
 import re
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from hashlib import sha256
 from urllib.parse import quote
 
 from eucacore import policy
@@ -24,19 +21,19 @@ from eucacore.awsapi.s3 import S3Protocol
 from eucacore.ids import new_request_id
 from eucacore.principal import Principal
 
+from . import acl, chunked
 from . import store as st
+from .multipart import MultipartHandlers
+from .objects import NotModified, ObjectHandlers, utc
+from .postobject import PostObjectHandler
+from .request import RequestBody, RequestContext
 
 log = logging.getLogger("eucalyptus.walrus")
 
-CHUNK = 1024 * 1024
-#: The largest non-object body (bucket configuration XML) read into memory.
-MAX_SMALL_BODY = 1024 * 1024
 MAX_KEY_BYTES = 1024
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,254}$")
-_HEX_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_UNSUPPORTED_CHECKSUMS = ("ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1")
-_STORED_HEADERS = ("CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage")
 MIB = 2**20
+ACCESS_DENIED = ("AccessDenied", "Access Denied", 403)
 
 #: The IAM action each S3 operation needs, and whether its resource is the object (else the bucket).
 _ACTIONS = {
@@ -45,65 +42,16 @@ _ACTIONS = {
     "GetBucketLocation": ("s3:GetBucketLocation", False), "ListObjects": ("s3:ListBucket", False),
     "ListObjectsV2": ("s3:ListBucket", False), "PutObject": ("s3:PutObject", True),
     "GetObject": ("s3:GetObject", True), "HeadObject": ("s3:GetObject", True),
-    "DeleteObject": ("s3:DeleteObject", True),
+    "DeleteObject": ("s3:DeleteObject", True), "CopyObject": ("s3:PutObject", True),
+    "DeleteObjects": ("s3:DeleteObject", False),
+    "GetBucketAcl": ("s3:GetBucketAcl", False), "PutBucketAcl": ("s3:PutBucketAcl", False),
+    "GetObjectAcl": ("s3:GetObjectAcl", True), "PutObjectAcl": ("s3:PutObjectAcl", True),
+    "CreateMultipartUpload": ("s3:PutObject", True), "UploadPart": ("s3:PutObject", True),
+    "UploadPartCopy": ("s3:PutObject", True), "CompleteMultipartUpload": ("s3:PutObject", True),
+    "AbortMultipartUpload": ("s3:AbortMultipartUpload", True),
+    "ListParts": ("s3:ListMultipartUploadParts", True),
+    "ListMultipartUploads": ("s3:ListBucketMultipartUploads", False),
 }
-
-
-@dataclass
-class RequestContext:
-    """What a handler knows about the request besides its parsed input."""
-
-    request_id: str
-    credentials: Principal
-    headers: dict
-    body: "RequestBody"
-
-    @property
-    def account(self) -> str:
-        return self.credentials.account_id
-
-
-class RequestBody:
-    """The request's input stream, bounded by Content-Length.
-
-    ``read(n)`` streams (PutObject; the store checks those bytes).  A whole-body
-    ``read()`` is for small XML payloads: it is capped and checked here against
-    a hex x-amz-content-sha256, since the signature check trusted that header.
-    """
-
-    def __init__(self, stream, length: int | None, claimed_sha256: str | None):
-        self.stream, self.remaining, self.claimed = stream, length, claimed_sha256
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            return self._read_all()
-        if self.remaining is not None:
-            size = min(size, self.remaining)
-            if size == 0:
-                return b""
-        data = self.stream.read(size)
-        if self.remaining is not None:
-            self.remaining -= len(data)
-        return data
-
-    def _read_all(self) -> bytes:
-        if self.remaining is not None and self.remaining > MAX_SMALL_BODY:
-            raise AWSError("MaxMessageLengthExceeded", "Your request was too big.", 400)
-        data = self.read(self.remaining if self.remaining is not None else MAX_SMALL_BODY + 1)
-        if len(data) > MAX_SMALL_BODY:
-            raise AWSError("MaxMessageLengthExceeded", "Your request was too big.", 400)
-        check_content_sha256(self.claimed, sha256(data).digest())
-        return data
-
-
-def check_content_sha256(claimed: str | None, actual: bytes) -> None:
-    """XAmzContentSHA256Mismatch unless a hex x-amz-content-sha256 matches ``actual``."""
-    if claimed and _HEX_SHA256.match(claimed.lower()):
-        if not hmac.compare_digest(claimed.lower(), actual.hex()):
-            raise AWSError("XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' "
-                           "header does not match what was computed.", 400,
-                           ClientComputedContentSHA256=claimed,
-                           S3ComputedContentSHA256=actual.hex())
 
 
 def check_bucket_name(name: str) -> None:
@@ -125,6 +73,9 @@ def _store_error(exc: st.StoreError, bucket: str | None, key: str | None) -> AWS
                         BucketName=bucket)
     if isinstance(exc, st.NoSuchKey):
         return AWSError("NoSuchKey", "The specified key does not exist.", 404, Key=key)
+    if isinstance(exc, st.NoSuchUpload):
+        return AWSError("NoSuchUpload", "The specified upload does not exist. The upload ID may be "
+                        "invalid, or the upload may have been aborted or completed.", 404, UploadId=str(exc))
     if isinstance(exc, st.BucketNotEmpty):
         return AWSError("BucketNotEmpty", "The bucket you tried to delete is not empty", 409,
                         BucketName=bucket)
@@ -134,65 +85,11 @@ def _store_error(exc: st.StoreError, bucket: str | None, key: str | None) -> AWS
     return AWSError("InternalError", "We encountered an internal error. Please try again.", 500)
 
 
-def _utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(int(ts), timezone.utc)
-
-
-def _parse_range(text: str | None, size: int):
-    """(first, last) of a single satisfiable byte range, None to send it all.
-
-    Malformed or multiple ranges are ignored, as S3 does; an unsatisfiable one is
-    InvalidRange.
-    """
-    if not text:
-        return None
-    match = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", text)
-    if not match or match.group(1) == match.group(2) == "":
-        return None
-    first, last = match.groups()
-    if first == "":
-        suffix = int(last)
-        if suffix == 0 or size == 0:
-            raise _invalid_range(text, size)
-        return max(0, size - suffix), size - 1
-    first = int(first)
-    if last != "" and int(last) < first:
-        return None  # "bytes=5-2" is not a valid range: ignored, as S3 does
-    if first >= size:
-        raise _invalid_range(text, size)
-    return first, size - 1 if last == "" else min(int(last), size - 1)
-
-
-def _invalid_range(text, size):
-    return AWSError("InvalidRange", "The requested range is not satisfiable", 416,
-                    RangeRequested=text, ActualObjectSize=size)
-
-
-class FileChunks:
-    """A WSGI body: ``length`` bytes of an open file from ``offset``, 1 MiB at a time."""
-
-    def __init__(self, file, offset: int, length: int):
-        self.file, self.offset, self.length = file, offset, length
-
-    def __iter__(self):
-        self.file.seek(self.offset)
-        left = self.length
-        while left > 0:
-            chunk = self.file.read(min(CHUNK, left))
-            if not chunk:
-                break
-            left -= len(chunk)
-            yield chunk
-
-    def close(self):
-        self.file.close()
-
-
-class WalrusApp:
+class WalrusApp(ObjectHandlers, MultipartHandlers, PostObjectHandler):
     """The S3 REST WSGI application over a :class:`walrus.store.WalrusStore`.
 
     ``lookup(access_key)`` returns the key's :class:`~eucacore.principal.Principal`
-    (account, policies, storage quotas) or None; ``service_host`` enables
+    (account, policies, storage quotas and limits) or None; ``service_host`` enables
     virtual-host-style bucket addressing; ``max_buckets_per_account`` is the
     bucket quota of principals that carry none.
     """
@@ -210,7 +107,9 @@ class WalrusApp:
         method = environ["REQUEST_METHOD"]
         raw_path = _raw_path(environ)
         try:
-            operation, status, headers, body = self._handle(environ, request_id, method, raw_path)
+            status, headers, body = self._handle(environ, request_id, method, raw_path)
+        except NotModified as unchanged:
+            status, headers, body = 304, [("x-amz-request-id", request_id)] + unchanged.headers, b""
         except AWSError as error:
             status, headers, body = self.protocol.serialize_error(
                 error, request_id, resource=raw_path)
@@ -220,7 +119,7 @@ class WalrusApp:
                              "We encountered an internal error. Please try again.", 500)
             status, headers, body = self.protocol.serialize_error(error, request_id)
         if isinstance(body, (bytes, bytearray)):
-            if not any(name.lower() == "content-length" for name, _ in headers):
+            if status != 304 and not any(name.lower() == "content-length" for name, _ in headers):
                 headers.append(("Content-Length", str(len(body))))
             if method == "HEAD":
                 body = b""
@@ -228,6 +127,8 @@ class WalrusApp:
         elif method == "HEAD":
             _close(body)
             body = [b""]
+        elif "wsgi.file_wrapper" in environ and hasattr(body, "fileno"):
+            body = environ["wsgi.file_wrapper"](body)
         start_response(f"{status} {_REASONS.get(status, 'Status')}", headers)
         return body
 
@@ -236,81 +137,174 @@ class WalrusApp:
         query_string = environ.get("QUERY_STRING", "")
         credentials = verify_request(
             service="s3", method=method, raw_path=raw_path, query_string=query_string,
-            headers=headers, body=None, lookup=self.lookup, allow_anonymous=False,
+            headers=headers, body=None, lookup=self.lookup, allow_anonymous=True,
             service_host=self.service_host)
-        lowered = headers  # _headers already lower-cases the names
-        claimed = lowered.get("x-amz-content-sha256", "")
-        if "aws-chunked" in lowered.get("content-encoding", "") or claimed.startswith("STREAMING-"):
-            raise AWSError("NotImplemented", "aws-chunked (streaming signed) uploads are not "
-                           "supported by Walrus yet; send the payload unchunked.", 501)
-        length = environ.get("CONTENT_LENGTH")
-        body = RequestBody(environ["wsgi.input"], int(length) if length else 0, claimed)
+        if method == "POST" and headers.get("content-type", "").startswith("multipart/form-data"):
+            return self.post_object(environ, request_id, raw_path, headers)
+        body = self._body(environ, headers, credentials)
         operation, params = self.protocol.parse(
             method, raw_path, query_string, headers, body,
-            host=lowered.get("host"), service_host=self.service_host)
+            host=headers.get("host"), service_host=self.service_host)
         handler = getattr(self, _snake(operation), None)
         if handler is None:
             raise AWSError("NotImplemented", f"{operation} is not implemented by Walrus", 501)
-        ctx = RequestContext(request_id, credentials, lowered, body)
-        _authorize(credentials, operation, params)
-        if operation == "PutObject" and not length:
-            if "chunked" in lowered.get("transfer-encoding", ""):
-                body.remaining = None
-            elif method == "PUT" and length is None:
-                raise AWSError("MissingContentLength",
-                               "You must provide the Content-Length HTTP header.", 411)
+        ctx = RequestContext(request_id, credentials, headers, body)
+        self.authorize(credentials, operation, params)
+        if operation in ("PutObject", "UploadPart") and body.remaining is None and \
+                "chunked" not in headers.get("transfer-encoding", ""):
+            raise AWSError("MissingContentLength", "You must provide the Content-Length HTTP header.", 411)
         bucket, key = params.get("Bucket"), params.get("Key")
         try:
             output = handler(ctx, params)
         except st.StoreError as exc:
             raise _store_error(exc, bucket, key) from None
         status, out_headers, out_body = self.protocol.serialize(operation, output, request_id)
-        return operation, status, out_headers, out_body
+        return status, out_headers + ctx.extra_headers, out_body
+
+    @staticmethod
+    def _body(environ, headers: dict, credentials) -> RequestBody:
+        """The payload: the raw input bounded by Content-Length, or the aws-chunked decoder."""
+        length = environ.get("CONTENT_LENGTH")
+        raw = RequestBody(environ["wsgi.input"], int(length) if length else None, {})
+        if not length and "chunked" not in headers.get("transfer-encoding", ""):
+            raw.remaining = 0
+        claimed = headers.get("x-amz-content-sha256", "")
+        if "aws-chunked" not in headers.get("content-encoding", "") and not claimed.startswith("STREAMING-"):
+            return RequestBody(raw, raw.remaining, headers)
+        decoded = headers.get("x-amz-decoded-content-length", "")
+        if not decoded.isdigit():
+            raise AWSError("MissingContentLength", "You must provide the Content-Length HTTP header.", 411)
+        signing = None
+        if claimed.startswith("STREAMING-AWS4-HMAC-SHA256-PAYLOAD"):
+            if credentials is None:
+                raise AWSError(*ACCESS_DENIED)
+            signing = chunked.signing_from_request(
+                credentials.secret_key, headers.get("authorization", ""),
+                headers.get("x-amz-date") or headers.get("date", ""))
+        elif claimed not in ("STREAMING-UNSIGNED-PAYLOAD-TRAILER", "UNSIGNED-PAYLOAD", ""):
+            raise AWSError("InvalidArgument", f"Unsupported x-amz-content-sha256 value: {claimed}", 400,
+                           ArgumentName="x-amz-content-sha256", ArgumentValue=claimed)
+        reader = chunked.AwsChunkedReader(raw, decoded_length=int(decoded), signing=signing,
+                                          trailer=headers.get("x-amz-trailer"))
+        return RequestBody(reader, int(decoded), {**headers, "x-amz-content-sha256": ""})
 
     # ------------------------------------------------------------ access
 
-    def _owned_bucket(self, ctx: RequestContext, name: str) -> st.Bucket:
-        """The bucket if the caller's account owns it (or the caller is the cloud admin):
-        NoSuchBucket, AccessDenied.  Bucket names are global, so another account's bucket
-        answers AccessDenied as S3 does, whether or not the key asked for exists."""
+    def authorize(self, principal: Principal | None, operation: str, params: dict) -> None:
+        """AccessDenied unless the principal's policies allow the operation's action on its bucket
+        or object (account admins may do everything; ACLs alone govern anonymous requests)."""
+        if principal is None or principal.is_account_admin:
+            return
+        action, on_object = _ACTIONS.get(operation, (f"s3:{operation}", False))
+        if on_object is None or not params.get("Bucket"):
+            resource = "*"
+        else:
+            resource = policy.s3_arn(params["Bucket"], params.get("Key") if on_object else None)
+        if not principal.allows(action, [resource]):
+            raise AWSError(*ACCESS_DENIED)
+
+    @staticmethod
+    def may(ctx, owner: str, grants: dict | None, permission: str) -> bool:
+        """Whether the requester holds ``permission`` on a resource of ``owner`` with ACL
+        ``grants`` (None: private); the owner's account and the cloud admin always do."""
+        principal = ctx.credentials
+        if principal is not None and (principal.is_cloud_admin or principal.account_id == owner):
+            return True
+        return acl.permits(grants or acl.canned("private", owner), ctx.account, permission)
+
+    def bucket_for(self, ctx, name: str, permission: str) -> st.Bucket:
+        """The bucket if the requester holds ``permission`` on it: NoSuchBucket, AccessDenied.
+        Bucket names are global, so another account's private bucket answers AccessDenied as
+        S3 does, whether or not the key asked for exists."""
         bucket = self.store.get_bucket(name)
-        if bucket.owner != ctx.account and not ctx.credentials.is_cloud_admin:
-            raise AWSError("AccessDenied", "Access Denied", 403)
+        if not self.may(ctx, bucket.owner, bucket.acl, permission):
+            raise AWSError(*ACCESS_DENIED)
         return bucket
 
-    def _check_storage_quota(self, ctx: RequestContext, bucket: st.Bucket, key: str,
-                             incoming: int | None = None) -> None:
-        """EntityTooLarge (as the original answered) if an upload of ``incoming`` bytes (by
-        default the request's Content-Length) would take the account past its storage quota;
-        an object being replaced frees its size.  Checked before the upload, to refuse early,
-        and again once its real size is known (chunked uploads have no length)."""
-        limit = ctx.credentials.quotas.get("bucket-storage-mib", -1)
-        if limit < 0 or bucket.owner != ctx.account:
-            return
-        incoming = (ctx.body.remaining or 0) if incoming is None else incoming
+    def object_for(self, ctx, bucket: str, key: str, permission: str) -> st.ObjectInfo:
+        """The object if the requester holds ``permission`` on it.  A missing key answers
+        NoSuchKey only to those who may list the bucket, AccessDenied to others."""
         try:
-            replaced = self.store.head_object(bucket.name, key).size
+            info = self.store.head_object(bucket, key)
         except st.NoSuchKey:
-            replaced = 0
-        used = self.store.account_bytes(ctx.account)
-        if used - replaced + incoming > limit * MIB:
-            raise AWSError("EntityTooLarge", f"Your proposed upload exceeds your account's storage quota "
-                           f"of {limit} MiB ({used} bytes used).", 400, ProposedSize=incoming,
-                           MaxSizeAllowed=max(limit * MIB - used + replaced, 0))
+            self.bucket_for(ctx, bucket, acl.READ)
+            raise
+        if not self.may(ctx, info.owner, info.acl, permission):
+            raise AWSError(*ACCESS_DENIED)
+        return info
+
+    def open_for(self, ctx, bucket: str, key: str):
+        """(ObjectInfo, open file) of an object the requester may READ; the caller closes it."""
+        try:
+            info, file = self.store.open_object(bucket, key)
+        except st.NoSuchKey:
+            self.bucket_for(ctx, bucket, acl.READ)
+            raise
+        if not self.may(ctx, info.owner, info.acl, acl.READ):
+            file.close()
+            raise AWSError(*ACCESS_DENIED)
+        return info, file
+
+    def check_room(self, ctx, bucket: st.Bucket, key: str, incoming: int | None,
+                   replaced: int | None = None) -> None:
+        """EntityTooLarge (as the original answered) if ``incoming`` more bytes in ``bucket/key``
+        would pass the account's storage quota or the cloud's bucket size or object size limits
+        (walrus.storagemaxbucketsizeinmb, walrus.storagemaxobjectsizeinmb); an object being
+        replaced frees its size.  Checked before an upload, to refuse early, and again once its
+        real size is known (chunked uploads have no length)."""
+        if ctx.credentials is None or incoming is None:
+            return
+        limits = ctx.credentials.quotas
+        object_limit = limits.get("max-object-size-mib", -1)
+        if 0 <= object_limit and incoming > object_limit * MIB:
+            raise AWSError("EntityTooLarge", "Your proposed upload exceeds the maximum allowed object "
+                           "size.", 400, ProposedSize=incoming, MaxSizeAllowed=object_limit * MIB)
+        quota, bucket_limit = limits.get("bucket-storage-mib", -1), limits.get("max-bucket-size-mib", -1)
+        if quota < 0 and bucket_limit < 0:
+            return
+        if replaced is None:
+            try:
+                replaced = self.store.head_object(bucket.name, key).size
+            except st.NoSuchKey:
+                replaced = 0
+        if bucket_limit >= 0:
+            used = self.store.bucket_bytes(bucket.name)
+            if used - replaced + incoming > bucket_limit * MIB:
+                raise AWSError("EntityTooLarge", f"Your proposed upload exceeds the bucket size limit "
+                               f"of {bucket_limit} MiB ({used} bytes used).", 400, ProposedSize=incoming,
+                               MaxSizeAllowed=max(bucket_limit * MIB - used + replaced, 0))
+        if quota >= 0 and bucket.owner == ctx.account:
+            used = self.store.account_bytes(ctx.account)
+            if used - replaced + incoming > quota * MIB:
+                raise AWSError("EntityTooLarge", f"Your proposed upload exceeds your account's storage "
+                               f"quota of {quota} MiB ({used} bytes used).", 400, ProposedSize=incoming,
+                               MaxSizeAllowed=max(quota * MIB - used + replaced, 0))
+
+    @staticmethod
+    def check_key(key: str) -> None:
+        if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+            raise AWSError("KeyTooLongError", "Your key is too long", 400)
 
     # ------------------------------------------------------------ buckets
 
     def list_buckets(self, ctx, req):
+        if ctx.credentials is None:
+            raise AWSError(*ACCESS_DENIED)
         buckets = self.store.list_buckets(None if ctx.credentials.is_cloud_admin else ctx.account)
-        return {"Buckets": [{"Name": b.name, "CreationDate": _utc(b.created)} for b in buckets],
-                "Owner": _owner(ctx.account)}
+        return {"Buckets": [{"Name": b.name, "CreationDate": utc(b.created)} for b in buckets],
+                "Owner": acl.owner(ctx.account)}
 
     def create_bucket(self, ctx, req):
         name = req["Bucket"]
+        if ctx.credentials is None:
+            raise AWSError(*ACCESS_DENIED)
         check_bucket_name(name)
+        location = (req.get("CreateBucketConfiguration") or {}).get("LocationConstraint") or None
+        grants = acl.from_request(req, ctx.headers, ctx.account)
         try:
             self.store.create_bucket(name, ctx.account,
-                                     ctx.credentials.quotas.get("buckets", self.max_buckets_per_account))
+                                     ctx.credentials.quotas.get("buckets", self.max_buckets_per_account),
+                                     acl=grants, location=location)
         except st.TooManyBuckets:
             raise AWSError("TooManyBuckets", "You have attempted to create more buckets "
                            "than allowed", 400, BucketName=name) from None
@@ -326,107 +320,36 @@ class WalrusApp:
         return {"Location": f"/{name}"}
 
     def head_bucket(self, ctx, req):
-        self._owned_bucket(ctx, req["Bucket"])
+        self.bucket_for(ctx, req["Bucket"], acl.READ)
         return {}
 
     def delete_bucket(self, ctx, req):
-        self._owned_bucket(ctx, req["Bucket"])
+        bucket = self.store.get_bucket(req["Bucket"])
+        if not self.may(ctx, bucket.owner, None, acl.FULL_CONTROL):
+            raise AWSError(*ACCESS_DENIED)
         self.store.delete_bucket(req["Bucket"])
         return {}
 
     def get_bucket_location(self, ctx, req):
-        self._owned_bucket(ctx, req["Bucket"])
-        return {"LocationConstraint": None}
+        bucket = self.store.get_bucket(req["Bucket"])
+        if not self.may(ctx, bucket.owner, None, acl.FULL_CONTROL):
+            raise AWSError(*ACCESS_DENIED)
+        return {"LocationConstraint": bucket.location}
 
-    # ------------------------------------------------------------ objects
+    def get_bucket_acl(self, ctx, req):
+        bucket = self.bucket_for(ctx, req["Bucket"], acl.READ_ACP)
+        return bucket.acl or acl.canned("private", bucket.owner)
 
-    def put_object(self, ctx, req):
-        bucket, key = req["Bucket"], req["Key"]
-        _check_key(key)
-        owned = self._owned_bucket(ctx, bucket)
-        self._check_storage_quota(ctx, owned, key)
-        for name in _UNSUPPORTED_CHECKSUMS:
-            if name in req:
-                raise AWSError("NotImplemented", f"{name} is not supported by Walrus; "
-                               "use CRC32 or SHA256.", 501)
-        content_md5 = _decode_content_md5(req.get("ContentMD5"))
-        crc32 = req.get("ChecksumCRC32")
-        checksum_sha256 = req.get("ChecksumSHA256")
-
-        def verify(digests: st.Digests):
-            self._check_storage_quota(ctx, owned, key, digests.size)
-            if content_md5 is not None and content_md5 != digests.md5:
-                raise AWSError("BadDigest", "The Content-MD5 you specified did not match "
-                               "what we received.", 400)
-            check_content_sha256(ctx.headers.get("x-amz-content-sha256"), digests.sha256)
-            if crc32 is not None and crc32 != digests.crc32_b64:
-                raise AWSError("BadDigest", "The CRC32 you specified did not match the "
-                               "calculated checksum.", 400)
-            if checksum_sha256 is not None and \
-                    checksum_sha256 != base64.b64encode(digests.sha256).decode():
-                raise AWSError("BadDigest", "The SHA256 you specified did not match the "
-                               "calculated checksum.", 400)
-
-        extra = {name: req[name] for name in _STORED_HEADERS if name in req}
-        info = self.store.put_object(
-            bucket, key, req.get("Body", ctx.body), ctx.body.remaining,
-            content_type=req.get("ContentType"), metadata=req.get("Metadata", {}),
-            headers=extra, checksum_crc32=crc32, verify=verify)
-        output = {"ETag": info.etag}
-        if crc32:
-            output["ChecksumCRC32"] = crc32
-        return output
-
-    def get_object(self, ctx, req):
-        owner = self._owned_bucket(ctx, req["Bucket"]).owner
-        info, file = self.store.open_object(req["Bucket"], req["Key"])
-        try:
-            output = self._object_headers(info, req)
-            span = _parse_range(req.get("Range"), info.size)
-        except BaseException:
-            file.close()
-            raise
-        first, last = span if span else (0, info.size - 1)
-        if span:
-            output["ContentRange"] = f"bytes {first}-{last}/{info.size}"
-            output.pop("ChecksumCRC32", None)  # a whole-object checksum: not for a part
-        output["ContentLength"] = last - first + 1
-        output["Body"] = FileChunks(file, first, last - first + 1)
-        self.store.record_transfer(owner, output["ContentLength"])
-        return output
-
-    def head_object(self, ctx, req):
-        self._owned_bucket(ctx, req["Bucket"])
-        info = self.store.head_object(req["Bucket"], req["Key"])
-        output = self._object_headers(info, req)
-        span = _parse_range(req.get("Range"), info.size)
-        if span:
-            output["ContentRange"] = f"bytes {span[0]}-{span[1]}/{info.size}"
-            output["ContentLength"] = span[1] - span[0] + 1
-            output.pop("ChecksumCRC32", None)
-        else:
-            output["ContentLength"] = info.size
-        return output
-
-    @staticmethod
-    def _object_headers(info: st.ObjectInfo, req) -> dict:
-        output = {"ETag": info.etag, "LastModified": _utc(info.last_modified),
-                  "ContentType": info.content_type, "AcceptRanges": "bytes",
-                  "Metadata": info.metadata, **info.headers}
-        if info.checksum_crc32 and req.get("ChecksumMode") == "ENABLED":
-            output["ChecksumCRC32"] = info.checksum_crc32
-        return output
-
-    def delete_object(self, ctx, req):
-        self._owned_bucket(ctx, req["Bucket"])
-        self.store.delete_object(req["Bucket"], req["Key"])
+    def put_bucket_acl(self, ctx, req):
+        bucket = self.bucket_for(ctx, req["Bucket"], acl.WRITE_ACP)
+        self.store.set_bucket_acl(bucket.name, self.acl_from_put(ctx, req, bucket.owner))
         return {}
 
     # ------------------------------------------------------------ listings
 
     def list_objects_v2(self, ctx, req):
         bucket = req["Bucket"]
-        self._owned_bucket(ctx, bucket)
+        owner = self.bucket_for(ctx, bucket, acl.READ).owner
         token = req.get("ContinuationToken")
         start_after = req.get("StartAfter", "")
         if token is not None:
@@ -435,7 +358,7 @@ class WalrusApp:
             except (binascii.Error, ValueError):
                 raise AWSError("InvalidArgument", "The continuation token provided is "
                                "incorrect", 400, ArgumentName="continuation-token") from None
-        listing, output = self._list(bucket, req, start_after)
+        listing, output = self._list(bucket, owner, req, start_after, req.get("FetchOwner"))
         output["KeyCount"] = len(listing)
         if token is not None:
             output["ContinuationToken"] = token
@@ -444,22 +367,19 @@ class WalrusApp:
         if listing.is_truncated:
             output["NextContinuationToken"] = base64.urlsafe_b64encode(
                 listing.last.encode("utf-8")).decode()
-        if not req.get("FetchOwner"):
-            for item in output.get("Contents", []):
-                item.pop("Owner")
         return output
 
     def list_objects(self, ctx, req):
         bucket = req["Bucket"]
-        self._owned_bucket(ctx, bucket)
+        owner = self.bucket_for(ctx, bucket, acl.READ).owner
         marker = req.get("Marker", "")
-        listing, output = self._list(bucket, req, marker)
+        listing, output = self._list(bucket, owner, req, marker, True)
         output["Marker"] = self._encode(req, marker)
         if listing.is_truncated and req.get("Delimiter"):
             output["NextMarker"] = self._encode(req, listing.last)
         return output
 
-    def _list(self, bucket, req, start_after):
+    def _list(self, bucket, owner, req, start_after, with_owner):
         max_keys = req.get("MaxKeys", 1000)
         if max_keys < 0:
             raise AWSError("InvalidArgument", "max-keys must be a non-negative integer", 400,
@@ -468,13 +388,18 @@ class WalrusApp:
         listing = self.store.list_objects(bucket, prefix=prefix, delimiter=delimiter,
                                           start_after=start_after,
                                           max_keys=min(max_keys, 1000))
-        owner = self.store.get_bucket(bucket).owner
+        contents = []
+        for o in listing.contents:
+            item = {"Key": self._encode(req, o.key), "LastModified": utc(o.last_modified),
+                    "ETag": o.etag, "Size": o.size, "StorageClass": "STANDARD"}
+            if with_owner:
+                item["Owner"] = acl.owner(o.owner or owner)
+            if o.checksum_algorithm:
+                item["ChecksumAlgorithm"] = [o.checksum_algorithm]
+            contents.append(item)
         output = {
             "Name": bucket, "Prefix": self._encode(req, prefix), "MaxKeys": max_keys,
-            "IsTruncated": listing.is_truncated,
-            "Contents": [{"Key": self._encode(req, o.key), "LastModified": _utc(o.last_modified),
-                          "ETag": o.etag, "Size": o.size, "StorageClass": "STANDARD",
-                          "Owner": _owner(owner)} for o in listing.contents],
+            "IsTruncated": listing.is_truncated, "Contents": contents,
             "CommonPrefixes": [{"Prefix": self._encode(req, p)}
                                for p in listing.common_prefixes],
         }
@@ -498,45 +423,11 @@ class WalrusApp:
 
 # ---------------------------------------------------------------- helpers
 
-_REASONS = {200: "OK", 204: "No Content", 206: "Partial Content", 400: "Bad Request",
-            403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
-            411: "Length Required", 416: "Requested Range Not Satisfiable",
+_REASONS = {200: "OK", 201: "Created", 204: "No Content", 206: "Partial Content", 303: "See Other",
+            304: "Not Modified", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+            405: "Method Not Allowed", 409: "Conflict", 411: "Length Required",
+            412: "Precondition Failed", 416: "Requested Range Not Satisfiable",
             500: "Internal Server Error", 501: "Not Implemented"}
-
-
-def _authorize(principal: Principal, operation: str, params: dict) -> None:
-    """AccessDenied unless the principal's policies allow the operation's action on its bucket
-    or object (account admins may do everything)."""
-    if principal.is_account_admin:
-        return
-    action, on_object = _ACTIONS.get(operation, (f"s3:{operation}", False))
-    if on_object is None or not params.get("Bucket"):
-        resource = "*"
-    else:
-        resource = policy.s3_arn(params["Bucket"], params.get("Key") if on_object else None)
-    if not principal.allows(action, [resource]):
-        raise AWSError("AccessDenied", "Access Denied", 403)
-
-
-def _owner(account: str) -> dict:
-    return {"ID": account, "DisplayName": account}
-
-
-def _check_key(key: str) -> None:
-    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
-        raise AWSError("KeyTooLongError", "Your key is too long", 400)
-
-
-def _decode_content_md5(value: str | None) -> bytes | None:
-    if value is None:
-        return None
-    try:
-        digest = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        digest = b""
-    if len(digest) != 16:
-        raise AWSError("InvalidDigest", "The Content-MD5 you specified was invalid.", 400)
-    return digest
 
 
 def _snake(operation: str) -> str:

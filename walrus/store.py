@@ -8,7 +8,6 @@ point leaves either the old object or the new one, and :meth:`WalrusStore.sweep`
 (run on open) removes whatever files no committed row names.
 """
 
-import base64
 import contextlib
 import hashlib
 import json
@@ -17,7 +16,6 @@ import os
 import secrets
 import shutil
 import threading
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +62,10 @@ class TooManyBuckets(StoreError):
     """The owner already has as many buckets as it may."""
 
 
+class NoSuchUpload(StoreError):
+    """No multipart upload has that id (it was completed or aborted, or never existed)."""
+
+
 @dataclass
 class Bucket:
     """A bucket row."""
@@ -71,20 +73,18 @@ class Bucket:
     name: str
     owner: str
     created: float
+    acl: dict | None = None
+    location: str | None = None
 
 
 @dataclass
 class Digests:
-    """What was computed over an object's bytes while it was written."""
+    """What was computed over an object's bytes while it was written: its size, MD5, and the
+    digest of each extra hasher the writer asked for, by name."""
 
     size: int
     md5: bytes
-    sha256: bytes
-    crc32: int
-
-    @property
-    def crc32_b64(self) -> str:
-        return base64.b64encode(self.crc32.to_bytes(4, "big")).decode()
+    extra: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -99,7 +99,11 @@ class ObjectInfo:
     content_type: str = "binary/octet-stream"
     metadata: dict = field(default_factory=dict)
     headers: dict = field(default_factory=dict)
-    checksum_crc32: str | None = None
+    owner: str = ""
+    acl: dict | None = None
+    checksum_algorithm: str | None = None
+    checksum: str | None = None  # base64, as S3 returns it
+    parts: int | None = None  # the part count of an object made by a multipart upload
     file: str = ""
 
 
@@ -138,7 +142,51 @@ def _migration_2(db):
     db.execute("INSERT INTO meta (name, value) VALUES ('source', ?)", [f"walrus-{secrets.token_hex(8)}"])
 
 
-MIGRATIONS = [_migration_1, _migration_2]
+def _migration_3(db):
+    """ACLs, owners of objects, any flexible checksum, and multipart uploads with their parts."""
+    db.execute("ALTER TABLE buckets ADD COLUMN acl TEXT")
+    db.execute("ALTER TABLE buckets ADD COLUMN location TEXT")
+    db.execute("ALTER TABLE objects ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE objects ADD COLUMN acl TEXT")
+    db.execute("ALTER TABLE objects ADD COLUMN checksum_algorithm TEXT")
+    db.execute("ALTER TABLE objects ADD COLUMN checksum TEXT")
+    db.execute("ALTER TABLE objects ADD COLUMN parts INTEGER")
+    db.execute("UPDATE objects SET owner = (SELECT owner FROM buckets WHERE name = objects.bucket)")
+    db.execute("UPDATE objects SET checksum_algorithm = 'CRC32', checksum = checksum_crc32 "
+               "WHERE checksum_crc32 IS NOT NULL")
+    db.execute("ALTER TABLE objects DROP COLUMN checksum_crc32")
+    db.execute("ALTER TABLE objects DROP COLUMN sha256")
+    db.execute("""CREATE TABLE uploads (
+        upload_id TEXT PRIMARY KEY,
+        bucket TEXT NOT NULL REFERENCES buckets(name),
+        key TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        initiator TEXT NOT NULL,
+        created REAL NOT NULL,
+        content_type TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        acl TEXT,
+        checksum_algorithm TEXT,
+        checksum_type TEXT)""")
+    db.execute("CREATE INDEX uploads_key ON uploads(bucket, key, created)")
+    db.execute("""CREATE TABLE parts (
+        upload_id TEXT NOT NULL REFERENCES uploads(upload_id),
+        part_number INTEGER NOT NULL,
+        file TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        etag TEXT NOT NULL,
+        checksum TEXT,
+        last_modified REAL NOT NULL,
+        PRIMARY KEY (upload_id, part_number)) WITHOUT ROWID""")
+
+
+MIGRATIONS = [_migration_1, _migration_2, _migration_3]
+
+#: The objects columns that make an ObjectInfo, in _object_info's order.
+BUCKET_COLUMNS = "name, owner, created, acl, location"
+OBJECT_COLUMNS = ("bucket, key, size, etag, last_modified, content_type, metadata, headers, owner, acl, "
+                  "checksum_algorithm, checksum, parts, file")
 
 
 def _usage(conn, account_id: str, *, stored: int = 0, buckets: int = 0, bytes_in: int = 0,
@@ -210,7 +258,8 @@ class WalrusStore:
                 shutil.rmtree(entry.path, ignore_errors=True)
                 continue
             known = {row[0] for row in self.db.execute(
-                "SELECT file FROM objects WHERE bucket = ?", [entry.name])}
+                "SELECT file FROM objects WHERE bucket = ? UNION ALL SELECT p.file FROM parts p "
+                "JOIN uploads u ON u.upload_id = p.upload_id WHERE u.bucket = ?", [entry.name] * 2)}
             for item in os.scandir(entry.path):
                 if item.name not in known:
                     log.info("sweep: removing %s/%s", entry.name, item.name)
@@ -218,7 +267,8 @@ class WalrusStore:
         for name in buckets:
             (self.root / name).mkdir(exist_ok=True)
 
-    def create_bucket(self, name: str, owner: str, max_buckets: int = -1) -> Bucket:
+    def create_bucket(self, name: str, owner: str, max_buckets: int = -1, *, acl: dict | None = None,
+                      location: str | None = None) -> Bucket:
         """Create ``name`` for ``owner``; BucketExists when the name is taken, TooManyBuckets
         when ``owner`` has ``max_buckets`` already (-1: no limit)."""
         with self._write() as conn:
@@ -228,132 +278,148 @@ class WalrusStore:
             count = conn.execute("SELECT count(*) FROM buckets WHERE owner = ?", [owner]).fetchone()[0]
             if 0 <= max_buckets <= count:
                 raise TooManyBuckets(owner)
-            bucket = Bucket(name, owner, now())
-            conn.execute("INSERT INTO buckets (name, owner, created) VALUES (?, ?, ?)",
-                         [bucket.name, bucket.owner, bucket.created])
+            bucket = Bucket(name, owner, now(), acl, location)
+            conn.execute("INSERT INTO buckets (name, owner, created, acl, location) VALUES (?, ?, ?, ?, ?)",
+                         [bucket.name, bucket.owner, bucket.created, _json(acl), location])
             _usage(conn, owner, buckets=1)
             (self.root / name).mkdir(exist_ok=True)
         return bucket
 
     def get_bucket(self, name: str) -> Bucket:
         """The bucket row; NoSuchBucket when absent."""
-        row = self.db.execute("SELECT name, owner, created FROM buckets WHERE name = ?",
-                              [name]).fetchone()
+        row = self.db.execute(f"SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = ?", [name]).fetchone()
         if row is None:
             raise NoSuchBucket(name)
-        return Bucket(*row)
+        return _bucket(row)
 
     def list_buckets(self, owner: str | None) -> list[Bucket]:
         """``owner``'s buckets (every bucket when None) in name order."""
         if owner is None:
-            rows = self.db.execute("SELECT name, owner, created FROM buckets ORDER BY name")
+            rows = self.db.execute(f"SELECT {BUCKET_COLUMNS} FROM buckets ORDER BY name")
         else:
-            rows = self.db.execute("SELECT name, owner, created FROM buckets WHERE owner = ? "
-                                   "ORDER BY name", [owner])
-        return [Bucket(*row) for row in rows]
+            rows = self.db.execute(f"SELECT {BUCKET_COLUMNS} FROM buckets WHERE owner = ? ORDER BY name",
+                                   [owner])
+        return [_bucket(row) for row in rows]
+
+    def set_bucket_acl(self, name: str, acl: dict) -> None:
+        with self._write() as conn:
+            if not conn.execute("UPDATE buckets SET acl = ? WHERE name = ?", [_json(acl), name]).rowcount:
+                raise NoSuchBucket(name)
 
     def account_bytes(self, owner: str) -> int:
         """The size of all of ``owner``'s objects."""
         return self.db.execute("SELECT COALESCE(SUM(o.size), 0) FROM objects o JOIN buckets b "
                                "ON b.name = o.bucket WHERE b.owner = ?", [owner]).fetchone()[0]
 
+    def bucket_bytes(self, name: str) -> int:
+        """The size of all objects in bucket ``name``."""
+        return self.db.execute("SELECT COALESCE(SUM(size), 0) FROM objects WHERE bucket = ?",
+                               [name]).fetchone()[0]
+
     def delete_bucket(self, name: str) -> None:
-        """Delete an empty bucket; NoSuchBucket, BucketNotEmpty."""
+        """Delete an empty bucket, aborting its unfinished multipart uploads; NoSuchBucket,
+        BucketNotEmpty."""
         with self._write() as conn:
             row = conn.execute("SELECT owner FROM buckets WHERE name = ?", [name]).fetchone()
             if not row:
                 raise NoSuchBucket(name)
             if conn.execute("SELECT 1 FROM objects WHERE bucket = ? LIMIT 1", [name]).fetchone():
                 raise BucketNotEmpty(name)
+            conn.execute("DELETE FROM parts WHERE upload_id IN "
+                         "(SELECT upload_id FROM uploads WHERE bucket = ?)", [name])
+            conn.execute("DELETE FROM uploads WHERE bucket = ?", [name])
             conn.execute("DELETE FROM buckets WHERE name = ?", [name])
             _usage(conn, row[0], buckets=-1)
         shutil.rmtree(self.root / name, ignore_errors=True)
 
     # ------------------------------------------------------------ objects
 
-    def put_object(self, bucket: str, key: str, stream, length: int | None, *,
-                   content_type: str = "binary/octet-stream", metadata: dict | None = None,
-                   headers: dict | None = None, checksum_crc32: str | None = None,
-                   verify: Callable[[Digests], None] | None = None) -> ObjectInfo:
-        """Write ``length`` bytes of ``stream`` (all of it when None) as ``bucket/key``.
+    def write_temp(self, bucket: str, stream, length: int | None, hashers: dict | None = None,
+                   verify: Callable[[Digests], None] | None = None) -> tuple[Path, Digests]:
+        """Stream ``length`` bytes (all, when None) into a new fsynced temp file of ``bucket``.
 
-        ``verify(digests)`` runs after the bytes are on disk and before anything
-        is committed; if it (or anything else) raises, nothing is stored.  A
-        replaced object's file is removed after the commit.
+        ``hashers`` (name -> object with update() and digest()) see every byte; ``verify``
+        runs on the digests before the file is kept.  On any failure the file is gone.
         """
         self.get_bucket(bucket)
-        directory = self.root / bucket
-        temp = directory / f"{TEMP_PREFIX}{secrets.token_hex(12)}"
+        temp = self.root / bucket / f"{TEMP_PREFIX}{secrets.token_hex(12)}"
         try:
-            digests = self._write_file(temp, stream, length)
+            digests = _write_file(temp, stream, length, hashers or {})
             if verify:
                 verify(digests)
-            final = directory / secrets.token_hex(16)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            raise
+        return temp, digests
+
+    def put_object(self, bucket: str, key: str, stream, length: int | None, *,
+                   hashers: dict | None = None, verify: Callable[[Digests], None] | None = None,
+                   **attributes) -> ObjectInfo:
+        """Write ``length`` bytes of ``stream`` (all of it when None) as ``bucket/key``.
+
+        ``verify(digests)`` runs after the bytes are on disk and before anything is
+        committed; if it (or anything else) raises, nothing is stored.  ``attributes`` are
+        ObjectInfo fields (content_type, metadata, headers, owner, acl, checksum_algorithm,
+        checksum).  A replaced object's file is removed after the commit.
+        """
+        temp, digests = self.write_temp(bucket, stream, length, hashers, verify)
+        return self.commit_temp(temp, bucket, key, digests.size, f'"{digests.md5.hex()}"', **attributes)
+
+    def commit_temp(self, temp: Path, bucket: str, key: str, size: int, etag: str, *,
+                    replaces_upload: str | None = None, **attributes) -> ObjectInfo:
+        """Rename a fsynced temp file into place and commit it as ``bucket/key`` in one
+        transaction (which also forgets multipart upload ``replaces_upload``, if given)."""
+        directory = self.root / bucket
+        final = directory / secrets.token_hex(16)
+        try:
             os.rename(temp, final)
             _fsync_dir(directory)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
             raise
-        info = ObjectInfo(bucket=bucket, key=key, size=digests.size,
-                          etag=f'"{digests.md5.hex()}"', last_modified=now(),
-                          content_type=content_type or "binary/octet-stream",
-                          metadata=metadata or {}, headers=headers or {},
-                          checksum_crc32=checksum_crc32, file=final.name)
+        attributes.setdefault("content_type", "binary/octet-stream")
+        attributes["content_type"] = attributes["content_type"] or "binary/octet-stream"
+        info = ObjectInfo(bucket=bucket, key=key, size=size, etag=etag, last_modified=now(),
+                          file=final.name, **attributes)
         try:
-            old = self._commit_object(info, digests)
+            old, parts = self._commit_object(info, replaces_upload)
         except BaseException:
             os.unlink(final)
             raise
-        if old:
+        for name in ([old] if old else []) + parts:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(directory / old)
+                os.unlink(directory / name)
         return info
 
-    @staticmethod
-    def _write_file(path: Path, stream, length: int | None) -> Digests:
-        md5, sha = hashlib.md5(), hashlib.sha256()
-        crc, size = 0, 0
-        with open(path, "xb") as out:
-            while length is None or size < length:
-                want = CHUNK if length is None else min(CHUNK, length - size)
-                chunk = stream.read(want)
-                if not chunk:
-                    if length is not None:
-                        raise IncompleteBody(f"got {size} of {length} bytes")
-                    break
-                out.write(chunk)
-                md5.update(chunk)
-                sha.update(chunk)
-                crc = zlib.crc32(chunk, crc)
-                size += len(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        return Digests(size, md5.digest(), sha.digest(), crc)
-
-    def _commit_object(self, info: ObjectInfo, digests: Digests) -> str | None:
+    def _commit_object(self, info: ObjectInfo, replaces_upload: str | None) -> tuple[str | None, list]:
         with self._write() as conn:
             owner = conn.execute("SELECT owner FROM buckets WHERE name = ?", [info.bucket]).fetchone()
             if not owner:
                 raise NoSuchBucket(info.bucket)
+            parts = []
+            if replaces_upload:
+                parts = [r[0] for r in conn.execute("SELECT file FROM parts WHERE upload_id = ?",
+                                                    [replaces_upload])]
+                conn.execute("DELETE FROM parts WHERE upload_id = ?", [replaces_upload])
+                if not conn.execute("DELETE FROM uploads WHERE upload_id = ?", [replaces_upload]).rowcount:
+                    raise NoSuchUpload(replaces_upload)
             row = conn.execute("SELECT file, size FROM objects WHERE bucket = ? AND key = ?",
                                [info.bucket, info.key]).fetchone()
             _usage(conn, owner[0], stored=info.size - (row[1] if row else 0), bytes_in=info.size)
             conn.execute(
-                "INSERT OR REPLACE INTO objects (bucket, key, file, size, etag, sha256, "
-                "checksum_crc32, content_type, metadata, headers, last_modified) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [info.bucket, info.key, info.file, info.size, info.etag, digests.sha256.hex(),
-                 info.checksum_crc32, info.content_type, json.dumps(info.metadata),
-                 json.dumps(info.headers), info.last_modified])
-        return row[0] if row else None
+                f"INSERT OR REPLACE INTO objects ({OBJECT_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [info.bucket, info.key, info.size, info.etag, info.last_modified, info.content_type,
+                 json.dumps(info.metadata), json.dumps(info.headers), info.owner, _json(info.acl),
+                 info.checksum_algorithm, info.checksum, info.parts, info.file])
+        return (row[0] if row else None), parts
 
     def head_object(self, bucket: str, key: str) -> ObjectInfo:
         """The object's metadata; NoSuchBucket, NoSuchKey."""
-        row = self.db.execute(
-            "SELECT bucket, key, size, etag, last_modified, content_type, metadata, headers, "
-            "checksum_crc32, file FROM objects WHERE bucket = ? AND key = ?",
-            [bucket, key]).fetchone()
+        row = self.db.execute(f"SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key = ?",
+                              [bucket, key]).fetchone()
         if row is None:
             self.get_bucket(bucket)
             raise NoSuchKey(key)
@@ -371,6 +437,12 @@ class WalrusStore:
             except FileNotFoundError:
                 continue
         raise NoSuchKey(key)
+
+    def set_object_acl(self, bucket: str, key: str, acl: dict) -> None:
+        with self._write() as conn:
+            if not conn.execute("UPDATE objects SET acl = ? WHERE bucket = ? AND key = ?",
+                                [_json(acl), bucket, key]).rowcount:
+                raise NoSuchKey(key)
 
     def delete_object(self, bucket: str, key: str) -> None:
         """Delete the object if it exists (idempotent); NoSuchBucket."""
@@ -460,8 +532,7 @@ class WalrusStore:
               batch: int = 500) -> Iterator[ObjectInfo]:
         """Objects from ``lower`` up to ``upper`` (exclusive) in key order, in batches."""
         while True:
-            sql = ("SELECT bucket, key, size, etag, last_modified, content_type, metadata, "
-                   "headers, checksum_crc32, file FROM objects WHERE bucket = ? AND key "
+            sql = (f"SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key "
                    + (">=" if inclusive else ">") + " ?")
             args = [bucket, lower]
             if upper is not None:
@@ -489,12 +560,56 @@ class Listing:
 
 
 def _object_info(row) -> ObjectInfo:
-    (bucket, key, size, etag, last_modified, content_type, metadata, headers,
-     checksum_crc32, file) = row
+    (bucket, key, size, etag, last_modified, content_type, metadata, headers, owner, acl,
+     checksum_algorithm, checksum, parts, file) = row
     return ObjectInfo(bucket=bucket, key=key, size=size, etag=etag,
                       last_modified=last_modified, content_type=content_type,
-                      metadata=json.loads(metadata), headers=json.loads(headers),
-                      checksum_crc32=checksum_crc32, file=file)
+                      metadata=json.loads(metadata), headers=json.loads(headers), owner=owner,
+                      acl=json.loads(acl) if acl else None, checksum_algorithm=checksum_algorithm,
+                      checksum=checksum, parts=parts, file=file)
+
+
+def _bucket(row) -> Bucket:
+    name, owner, created, acl, location = row
+    return Bucket(name, owner, created, json.loads(acl) if acl else None, location)
+
+
+def _json(value) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _write_file(path: Path, stream, length: int | None, hashers: dict) -> Digests:
+    """Copy ``stream`` into a new file at ``path`` and fsync it, hashing as it goes."""
+    md5, size = hashlib.md5(), 0
+    updates = [md5.update] + [h.update for h in hashers.values()]
+    with open(path, "xb") as out:
+        while length is None or size < length:
+            want = CHUNK if length is None else min(CHUNK, length - size)
+            chunk = stream.read(want)
+            if not chunk:
+                if length is not None:
+                    raise IncompleteBody(f"got {size} of {length} bytes")
+                break
+            out.write(chunk)
+            for update in updates:
+                update(chunk)
+            size += len(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    return Digests(size, md5.digest(), {name: h.digest() for name, h in hashers.items()})
+
+
+class RangeReader:
+    """read() over ``length`` bytes of an open file from ``first``."""
+
+    def __init__(self, file, first: int, length: int):
+        file.seek(first)
+        self.file, self.left = file, length
+
+    def read(self, size: int) -> bytes:
+        data = self.file.read(min(size, self.left))
+        self.left -= len(data)
+        return data
 
 
 def _fsync_dir(path: Path) -> None:

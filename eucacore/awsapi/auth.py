@@ -344,17 +344,22 @@ def _check_hmacv1(request, access_key, signature, date_lines, headers, lookup,
     if bucket is not None:
         auth_path = f'/{bucket}{request.raw_path}'
     split = urlsplit(f'{request.raw_path}?{request.query_string}')
+    # A bucket's canonical resource is "/bucket/" to botocore and "/bucket" to others.
+    auth_paths = [auth_path]
+    if auth_path.count('/') == 1 and len(auth_path) > 1:
+        auth_paths.append(auth_path + '/')
+    http_headers = HTTPHeaders()
+    for name, value in headers.items():
+        if name != 'date':
+            http_headers[name] = value
     for date_line in date_lines:
-        http_headers = HTTPHeaders()
-        for name, value in headers.items():
-            if name != 'date':
-                http_headers[name] = value
         signer = _HmacV1Verifier(_BotoCredentials(access_key, creds.secret_key),
                                  date_line)
-        expected = signer.get_signature(request.method, split, http_headers,
-                                        auth_path=auth_path)
-        if hmac.compare_digest(expected, signature):
-            return creds
+        for path in auth_paths:
+            expected = signer.get_signature(request.method, split, http_headers,
+                                            auth_path=path)
+            if hmac.compare_digest(expected, signature):
+                return creds
     raise failures.bad_signature()
 
 

@@ -120,7 +120,7 @@ class S3Protocol:
         raw_path, _, extra_query = raw_path.partition('?')
         query_string = '&'.join(q for q in (query_string, extra_query) if q)
         headers = {name.lower(): value for name, value in headers.items()}
-        bucket, key = _bucket_and_key(raw_path, host, service_host)
+        bucket, key = bucket_and_key(raw_path, host, service_host)
         query = {}
         for name, value in parse_qsl(query_string, keep_blank_values=True):
             query.setdefault(name, []).append(value)
@@ -282,7 +282,7 @@ class S3Protocol:
         return error.status, headers, to_bytes(root)
 
 
-def _bucket_and_key(raw_path, host, service_host):
+def bucket_and_key(raw_path, host, service_host):
     """(bucket, key) from a path-style or virtual-host-style request.
 
     An empty key (``/bucket/``) counts as no key: a bucket request.

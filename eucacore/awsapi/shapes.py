@@ -94,6 +94,8 @@ def format_scalar(shape, value, timestamp=iso8601):
     if kind == 'boolean':
         return 'true' if value else 'false'
     if kind == 'timestamp':
+        if isinstance(value, str):
+            return value  # kept as the client sent it (S3's Expires)
         fmt = shape.serialization.get('timestampFormat')
         if fmt == 'unixTimestamp':
             return str(int(_as_utc(value).timestamp()))

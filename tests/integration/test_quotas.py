@@ -1,10 +1,13 @@
 """Per-account quotas (Limit account policies) against the live CLC and Walrus."""
 
+import time
+
 import botocore.exceptions
 import pytest
 
 from eucacore.policy import quota_policy
 from tests.cloudharness import register_image, wait_for
+from walrus.__main__ import CREDENTIAL_TTL
 
 pytestmark = pytest.mark.integration
 
@@ -156,6 +159,7 @@ def test_buckets_quota(cloud, storage_tenant):
 def test_bucket_storage_quota(cloud, storage_tenant):
     s3 = storage_tenant.client("s3")
     _set_quota(cloud, "quota-s3", buckets=2, bucket_storage_mib=1)
+    time.sleep(CREDENTIAL_TTL)  # Walrus reuses a key's quotas that long
     s3.put_object(Bucket="quota-s3-one", Key="a", Body=b"a" * (768 * 1024))
     with pytest.raises(botocore.exceptions.ClientError) as e:
         s3.put_object(Bucket="quota-s3-two", Key="b", Body=b"b" * (512 * 1024))

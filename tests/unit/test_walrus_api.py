@@ -381,20 +381,42 @@ def test_sigv2(server, bucket):
     assert bucket in [b["Name"] for b in v2.list_buckets()["Buckets"]]
 
 
-def test_aws_chunked_is_not_implemented(server, s3, bucket):
+class _TrailerSigner(S3SigV4Auth):
+    """Signs as an SDK does for an unsigned aws-chunked body with a checksum trailer."""
+
+    def payload(self, request):
+        return "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+
+
+def _put_chunked(server, s3, bucket, key, data: bytes, crc_b64: str):
     # signed by hand: botocore itself only sends aws-chunked over https
-    creds = s3._request_signer._credentials
-    req = AWSRequest("PUT", f"{server[0]}/{bucket}/chunked", data=b"0\r\n\r\n",
-                     headers={"Content-Encoding": "aws-chunked",
-                              "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
-                              "x-amz-decoded-content-length": "0"})
-    S3SigV4Auth(creds, "s3", "eucalyptus").add_auth(req)
+    body = (f"{len(data):x}\r\n".encode() + data + b"\r\n0\r\n"
+            + f"x-amz-checksum-crc32:{crc_b64}\r\n\r\n".encode())
+    req = AWSRequest("PUT", f"{server[0]}/{bucket}/{key}", data=body,
+                     headers={"Content-Encoding": "aws-chunked", "x-amz-trailer": "x-amz-checksum-crc32",
+                              "x-amz-decoded-content-length": str(len(data))})
+    _TrailerSigner(s3._request_signer._credentials, "s3", "eucalyptus").add_auth(req)
     prepared = req.prepare()
     session = requests.Session()
     session.trust_env = False
-    response = session.put(prepared.url, data=prepared.body, headers=dict(prepared.headers))
-    assert response.status_code == 501, response.content
-    assert b"NotImplemented" in response.content
+    return session.put(prepared.url, data=prepared.body, headers=dict(prepared.headers))
+
+
+def test_aws_chunked_trailer_checksum_is_stored_without_framing(server, s3, bucket):
+    data = b"hello, chunked world"
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    response = _put_chunked(server, s3, bucket, "chunked", data, crc)
+    assert response.status_code == 200, response.content
+    got = s3.get_object(Bucket=bucket, Key="chunked", ChecksumMode="ENABLED")
+    assert got["Body"].read() == data and got["ContentLength"] == len(data)
+    assert got["ChecksumCRC32"] == crc
+    assert "ContentEncoding" not in got
+
+
+def test_aws_chunked_wrong_trailer_checksum_stores_nothing(server, s3, bucket):
+    wrong = base64.b64encode(zlib.crc32(b"other").to_bytes(4, "big")).decode()
+    response = _put_chunked(server, s3, bucket, "chunked", b"payload", wrong)
+    assert response.status_code == 400 and b"<Code>BadDigest</Code>" in response.content
     with pytest.raises(ClientError):
         s3.head_object(Bucket=bucket, Key="chunked")
 
@@ -417,7 +439,7 @@ def test_raw_http_keepalive_after_early_error(server):
     conn = http.client.HTTPConnection(host, int(port))
     conn.request("PUT", "/nobucket/k", body=b"x" * 100000)
     response = conn.getresponse()
-    assert response.status == 403
+    assert response.status == 404  # anonymous requests are answered as S3 does
     response.read()
     conn.request("GET", "/")
     assert conn.getresponse().status == 403

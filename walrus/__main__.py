@@ -105,13 +105,20 @@ class UsageReporter:
 def start(config) -> None:
     """Serve S3 on WALRUS_PORT; signatures are checked against the CLC's access keys."""
     from walrus.api import WalrusApp
+    from walrus.soapapi import is_soap_request, soap_application
     from walrus.store import WalrusStore
 
     store = WalrusStore(config.walrus_storage_dir(), config.state_dir() / "walrus.db")
     app = WalrusApp(store, CachedLookup(clc_lookup(config)))
+    soap = soap_application(app)
+
+    def s3_port(environ, start_response):
+        """S3 REST, and the S3 SOAP API at /soap."""
+        return (soap if is_soap_request(environ) else app)(environ, start_response)
+
     reporter = UsageReporter(config, store)
     reporter.start()
-    serve([Listener("walrus", app, config["BIND_ADDR"], config["WALRUS_PORT"], threads=32)],
+    serve([Listener("walrus", s3_port, config["BIND_ADDR"], config["WALRUS_PORT"], threads=32)],
           on_stop=reporter.stop)
 
 

@@ -127,8 +127,6 @@ class WalrusApp(ObjectHandlers, MultipartHandlers, PostObjectHandler):
         elif method == "HEAD":
             _close(body)
             body = [b""]
-        elif "wsgi.file_wrapper" in environ and hasattr(body, "fileno"):
-            body = environ["wsgi.file_wrapper"](body)
         start_response(f"{status} {_REASONS.get(status, 'Status')}", headers)
         return body
 

@@ -76,7 +76,8 @@ class Uploads:
 
     def create(self, bucket: str, key: str, owner: str, initiator: str, *, content_type, metadata,
                headers, grants, checksum_algorithm, checksum_type) -> Upload:
-        upload = Upload(secrets.token_urlsafe(24), bucket, key, owner, initiator, now(),
+        created = now()
+        upload = Upload(_new_upload_id(created), bucket, key, owner, initiator, created,
                         content_type or "binary/octet-stream", metadata, headers, grants, checksum_algorithm,
                         checksum_type)
         with self.store._write() as conn:
@@ -128,7 +129,7 @@ class Uploads:
 
     def listing(self, bucket: str, prefix: str) -> list[Upload]:
         rows = self.store.db.execute(f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE bucket = ? AND key >= ? "
-                                     "ORDER BY key, created, upload_id", [bucket, prefix])
+                                     "ORDER BY key, upload_id", [bucket, prefix])
         return [_upload(row) for row in rows if row[2].startswith(prefix)]
 
     def abort(self, upload: Upload) -> None:
@@ -159,6 +160,32 @@ class Uploads:
             temp.unlink(missing_ok=True)
             raise
         return temp
+
+
+def _new_upload_id(created: float) -> str:
+    """A fresh upload id that sorts by initiation time: S3 lists a key's uploads in initiation
+    order and pages on upload-id-marker by comparing ids, and this keeps the two in step."""
+    return f"{int(created * 1_000_000):014x}{secrets.token_urlsafe(18)}"
+
+
+def _invalid_part(upload: Upload, number: int, etag: str) -> AWSError:
+    return AWSError("InvalidPart", "One or more of the specified parts could not be found. The part may not "
+                    "have been uploaded, or the specified entity tag may not match the part's entity tag.",
+                    400, UploadId=upload.upload_id, PartNumber=number, ETag=etag)
+
+
+def _check_part_checksum(upload: Upload, entry: dict, part) -> None:
+    """A part named by CompleteMultipartUpload must carry its checksum when the upload is COMPOSITE
+    (InvalidRequest), and any checksum it carries must be the part's (InvalidPart), as in S3."""
+    if not upload.checksum_algorithm:
+        return
+    given = entry.get(checksums.FIELD[upload.checksum_algorithm])
+    if given is None and upload.checksum_type == "COMPOSITE":
+        raise AWSError("InvalidRequest", f"The upload was created using a {upload.checksum_algorithm.lower()} "
+                       "checksum. The complete request must include the checksum for each part. It was "
+                       f"missing for part {part.part_number} in the request.", 400)
+    if given is not None and given != part.checksum:
+        raise _invalid_part(upload, part.part_number, entry.get("ETag", ""))
 
 
 def _part_number(req) -> int:
@@ -253,9 +280,11 @@ class MultipartHandlers:
             raise AWSError("InvalidRequest", f"Checksum Type mismatch occurred, expected checksum Type: "
                            f"{upload.checksum_algorithm.lower()}, actual checksum Type: "
                            f"{(plan.algorithm or 'null').lower()}", 400)
-        temp, digests = self.receive(ctx, req, owned, upload.key, plan, limit=MAX_PART_BYTES)
+        temp, digests = self.receive(ctx, req, owned, upload.key, plan, limit=MAX_PART_BYTES, inline=False)
         checksum = digests.extra.get("checksum_b64")
-        part = self.uploads.add_part(upload, number, temp, digests.size, f'"{digests.md5.hex()}"', checksum)
+        # checked and echoed either way, but kept only where the upload combines part checksums
+        kept = checksum if upload.checksum_algorithm else None
+        part = self.uploads.add_part(upload, number, temp, digests.size, f'"{digests.md5.hex()}"', kept)
         output = {"ETag": part.etag}
         if checksum:
             output[checksums.FIELD[plan.algorithm]] = checksum
@@ -278,7 +307,8 @@ class MultipartHandlers:
             self.check_room(ctx, owned, upload.key, length, replaced=0)
             algorithm = upload.checksum_algorithm
             hashers = {"checksum": checksums.new(algorithm)} if algorithm else {}
-            temp, digests = self.store.write_temp(owned.name, st.RangeReader(file, first, length), length, hashers)
+            temp, digests = self.store.write_temp(owned.name, st.RangeReader(file, first, length), length,
+                                                  hashers, inline=False)
         checksum = base64.b64encode(digests.extra["checksum"]).decode() if algorithm else None
         part = self.uploads.add_part(upload, number, temp, digests.size, f'"{digests.md5.hex()}"', checksum)
         result = {"ETag": part.etag, "LastModified": utc(part.last_modified)}
@@ -301,10 +331,8 @@ class MultipartHandlers:
                                "must be ordered by part number.", 400, UploadId=upload.upload_id)
             part = stored.get(number)
             if part is None or entry.get("ETag", "").strip('"') != part.etag.strip('"'):
-                raise AWSError("InvalidPart", "One or more of the specified parts could not be found. The "
-                               "part may not have been uploaded, or the specified entity tag may not match "
-                               "the part's entity tag.", 400, UploadId=upload.upload_id, PartNumber=number,
-                               ETag=entry.get("ETag", ""))
+                raise _invalid_part(upload, number, entry.get("ETag", ""))
+            _check_part_checksum(upload, entry, part)
             chosen.append(part)
             previous = number
         for part in chosen[:-1]:
@@ -365,11 +393,11 @@ class MultipartHandlers:
         max_uploads = min(req.get("MaxUploads", 1000), 1000)
         uploads, prefixes, truncated, last = [], [], False, None
         for upload in self.uploads.listing(bucket.name, prefix):
-            if key_marker and (upload.key < key_marker or (upload.key == key_marker and (
-                    not id_marker or upload.upload_id <= id_marker))):
-                continue
             cut = upload.key.find(delimiter, len(prefix)) if delimiter else -1
             common = upload.key[:cut + len(delimiter)] if cut >= 0 else None
+            if key_marker and (common == key_marker or upload.key < key_marker or (
+                    upload.key == key_marker and (not id_marker or upload.upload_id <= id_marker))):
+                continue  # a common prefix as the marker was listed in full on the page before
             if common is not None and prefixes and prefixes[-1] == common:
                 continue
             if len(uploads) + len(prefixes) >= max_uploads:

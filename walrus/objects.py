@@ -211,23 +211,17 @@ def parse_copy_range(text: str | None, size: int):
                        "bytes=first-last where first and last are the zero-based offsets of the first "
                        "and last bytes to copy", 400, ArgumentName="x-amz-copy-source-range",
                        ArgumentValue=text)
-    if int(last) >= size:
-        raise AWSError("InvalidRange", "The requested range is not satisfiable", 416,
-                       RangeRequested=text, ActualObjectSize=size)
+    if int(last) >= size:  # S3 answers 400 InvalidArgument here, not GET's 416 InvalidRange
+        raise AWSError("InvalidArgument", f"Range specified is not valid for source object of size: {size}",
+                       400, ArgumentName="x-amz-copy-source-range", ArgumentValue=text)
     return int(first), int(last) - int(first) + 1
 
 
 class FileChunks:
-    """A WSGI body: ``length`` bytes of an open file from ``offset``, 1 MiB at a time.
-
-    The serving layer sends it with sendfile(2) when it can (``fileno``/``offset``/``length``).
-    """
+    """A WSGI body: ``length`` bytes of an open file from ``offset``, 1 MiB at a time."""
 
     def __init__(self, file, offset: int, length: int):
         self.file, self.offset, self.length = file, offset, length
-
-    def fileno(self) -> int:
-        return self.file.fileno()
 
     def __iter__(self):
         self.file.seek(self.offset)
@@ -261,9 +255,10 @@ class ObjectHandlers:
         temp, digests = self.receive(ctx, req, owned, key, plan)
         return self._commit_put(ctx, req, owned, key, temp, digests, plan, owner, grants)
 
-    def receive(self, ctx, req, owned: st.Bucket, key: str, plan: ChecksumPlan, limit: int = MAX_PUT_BYTES):
-        """Stream the request body into a temp file of ``owned``, checked against the request's
-        Content-MD5, x-amz-content-sha256, checksum and the size limits: (temp path, digests)."""
+    def receive(self, ctx, req, owned: st.Bucket, key: str, plan: ChecksumPlan, limit: int = MAX_PUT_BYTES,
+                inline: bool = True):
+        """Stage the request body (see WalrusStore.write_temp), checked against the request's
+        Content-MD5, x-amz-content-sha256, checksum and the size limits: (staged, digests)."""
         hashers = plan.hashers()
         if ctx.body.claimed_sha256_hex:
             hashers["sha256"] = hashlib.sha256()
@@ -278,7 +273,7 @@ class ObjectHandlers:
                 ctx.body.check_sha256(digests.extra["sha256"])
             digests.extra["checksum_b64"] = plan.verify(digests, ctx.body.trailers)
 
-        return self.store.write_temp(owned.name, ctx.body, ctx.body.remaining, hashers, verify)
+        return self.store.write_temp(owned.name, ctx.body, ctx.body.remaining, hashers, verify, inline)
 
     def _commit_put(self, ctx, req, owned, key, temp, digests, plan, owner, grants):
         info = self.store.commit_temp(

@@ -10,6 +10,7 @@ point leaves either the old object or the new one, and :meth:`WalrusStore.sweep`
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -27,6 +28,11 @@ log = logging.getLogger("eucalyptus.walrus.store")
 
 CHUNK = 1024 * 1024
 TEMP_PREFIX = ".tmp-"
+#: Objects up to this size live in SQLite with their row (one transaction, one fsync, no
+#: file to create), as MinIO inlines small objects in their metadata; larger ones are files.
+INLINE_MAX = 64 * 1024
+#: The ``file`` of an inline object: this prefix and the id of its row in ``blobs``.
+INLINE_PREFIX = "inline:"
 _END = object()
 
 
@@ -169,6 +175,7 @@ def _migration_3(db):
         acl TEXT,
         checksum_algorithm TEXT,
         checksum_type TEXT)""")
+    db.execute("CREATE TABLE blobs (id TEXT PRIMARY KEY, data BLOB NOT NULL)")
     db.execute("CREATE INDEX uploads_key ON uploads(bucket, key, created)")
     db.execute("""CREATE TABLE parts (
         upload_id TEXT NOT NULL REFERENCES uploads(upload_id),
@@ -266,6 +273,8 @@ class WalrusStore:
                     os.unlink(item.path)
         for name in buckets:
             (self.root / name).mkdir(exist_ok=True)
+        with self._write() as conn:
+            conn.execute("DELETE FROM blobs WHERE id NOT IN (SELECT file FROM objects)")
 
     def create_bucket(self, name: str, owner: str, max_buckets: int = -1, *, acl: dict | None = None,
                       location: str | None = None) -> Bucket:
@@ -335,13 +344,21 @@ class WalrusStore:
     # ------------------------------------------------------------ objects
 
     def write_temp(self, bucket: str, stream, length: int | None, hashers: dict | None = None,
-                   verify: Callable[[Digests], None] | None = None) -> tuple[Path, Digests]:
-        """Stream ``length`` bytes (all, when None) into a new fsynced temp file of ``bucket``.
+                   verify: Callable[[Digests], None] | None = None, inline: bool = True):
+        """Stage ``length`` bytes of ``stream`` (all, when None) for :meth:`commit_temp`: a new
+        fsynced temp file of ``bucket``, or (``inline`` and at most INLINE_MAX bytes) an
+        :class:`Inline` in memory.  Returns (staged, digests).
 
         ``hashers`` (name -> object with update() and digest()) see every byte; ``verify``
-        runs on the digests before the file is kept.  On any failure the file is gone.
+        runs on the digests before the bytes are kept.  On any failure the file is gone.
         """
         self.get_bucket(bucket)
+        if inline and length is not None and length <= INLINE_MAX:
+            staged = Inline(_read_exactly(stream, length))
+            digests = _digests([staged.data], hashers or {})
+            if verify:
+                verify(digests)
+            return staged, digests
         temp = self.root / bucket / f"{TEMP_PREFIX}{secrets.token_hex(12)}"
         try:
             digests = _write_file(temp, stream, length, hashers or {})
@@ -366,34 +383,43 @@ class WalrusStore:
         temp, digests = self.write_temp(bucket, stream, length, hashers, verify)
         return self.commit_temp(temp, bucket, key, digests.size, f'"{digests.md5.hex()}"', **attributes)
 
-    def commit_temp(self, temp: Path, bucket: str, key: str, size: int, etag: str, *,
+    def commit_temp(self, staged, bucket: str, key: str, size: int, etag: str, *,
                     replaces_upload: str | None = None, **attributes) -> ObjectInfo:
-        """Rename a fsynced temp file into place and commit it as ``bucket/key`` in one
-        transaction (which also forgets multipart upload ``replaces_upload``, if given)."""
+        """Commit what :meth:`write_temp` staged as ``bucket/key`` in one transaction (which also
+        forgets multipart upload ``replaces_upload``, if given); a temp file is renamed into
+        place first.  A replaced object's file is removed after the commit."""
         directory = self.root / bucket
-        final = directory / secrets.token_hex(16)
-        try:
-            os.rename(temp, final)
-            _fsync_dir(directory)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
-            raise
-        attributes.setdefault("content_type", "binary/octet-stream")
-        attributes["content_type"] = attributes["content_type"] or "binary/octet-stream"
+        if isinstance(staged, Inline):
+            final = None
+            name = f"{INLINE_PREFIX}{secrets.token_hex(16)}"
+        else:
+            final = directory / secrets.token_hex(16)
+            name = final.name
+            try:
+                os.rename(staged, final)
+                _fsync_dir(directory)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(staged)
+                raise
+        attributes["content_type"] = attributes.get("content_type") or "binary/octet-stream"
         info = ObjectInfo(bucket=bucket, key=key, size=size, etag=etag, last_modified=now(),
-                          file=final.name, **attributes)
+                          file=name, **attributes)
         try:
-            old, parts = self._commit_object(info, replaces_upload)
+            old, parts = self._commit_object(info, replaces_upload,
+                                             staged.data if isinstance(staged, Inline) else None)
         except BaseException:
-            os.unlink(final)
+            if final:
+                os.unlink(final)
             raise
         for name in ([old] if old else []) + parts:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(directory / name)
+            if not name.startswith(INLINE_PREFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(directory / name)
         return info
 
-    def _commit_object(self, info: ObjectInfo, replaces_upload: str | None) -> tuple[str | None, list]:
+    def _commit_object(self, info: ObjectInfo, replaces_upload: str | None,
+                       data: bytes | None) -> tuple[str | None, list]:
         with self._write() as conn:
             owner = conn.execute("SELECT owner FROM buckets WHERE name = ?", [info.bucket]).fetchone()
             if not owner:
@@ -407,6 +433,10 @@ class WalrusStore:
                     raise NoSuchUpload(replaces_upload)
             row = conn.execute("SELECT file, size FROM objects WHERE bucket = ? AND key = ?",
                                [info.bucket, info.key]).fetchone()
+            if row and row[0].startswith(INLINE_PREFIX):
+                conn.execute("DELETE FROM blobs WHERE id = ?", [row[0]])
+            if data is not None:
+                conn.execute("INSERT INTO blobs (id, data) VALUES (?, ?)", [info.file, data])
             _usage(conn, owner[0], stored=info.size - (row[1] if row else 0), bytes_in=info.size)
             conn.execute(
                 f"INSERT OR REPLACE INTO objects ({OBJECT_COLUMNS}) "
@@ -430,8 +460,13 @@ class WalrusStore:
 
         The file stays readable even if the object is replaced meanwhile.
         """
-        for _ in range(5):  # a concurrent replace may unlink the file between row and open
+        for _ in range(5):  # a concurrent replace may remove the bytes between row and open
             info = self.head_object(bucket, key)
+            if info.file.startswith(INLINE_PREFIX):
+                row = self.db.execute("SELECT data FROM blobs WHERE id = ?", [info.file]).fetchone()
+                if row:
+                    return info, io.BytesIO(row[0])
+                continue
             try:
                 return info, open(self.root / bucket / info.file, "rb")
             except FileNotFoundError:
@@ -455,7 +490,8 @@ class WalrusStore:
             conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", [bucket, key])
             if row:
                 _usage(conn, owner[0], stored=-row[1])
-        if row:
+                conn.execute("DELETE FROM blobs WHERE id = ?", [row[0]])
+        if row and not row[0].startswith(INLINE_PREFIX):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.root / bucket / row[0])
 
@@ -576,6 +612,37 @@ def _bucket(row) -> Bucket:
 
 def _json(value) -> str | None:
     return None if value is None else json.dumps(value)
+
+
+@dataclass
+class Inline:
+    """The bytes of a small object staged for :meth:`WalrusStore.commit_temp`."""
+
+    data: bytes
+
+    def unlink(self, missing_ok: bool = False) -> None:
+        """Nothing to remove: an inline object is only ever written by its commit."""
+
+
+def _read_exactly(stream, length: int) -> bytes:
+    chunks, got = [], 0
+    while got < length:
+        chunk = stream.read(length - got)
+        if not chunk:
+            raise IncompleteBody(f"got {got} of {length} bytes")
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def _digests(chunks, hashers: dict) -> Digests:
+    md5, size = hashlib.md5(), 0
+    for chunk in chunks:
+        md5.update(chunk)
+        for hasher in hashers.values():
+            hasher.update(chunk)
+        size += len(chunk)
+    return Digests(size, md5.digest(), {name: h.digest() for name, h in hashers.items()})
 
 
 def _write_file(path: Path, stream, length: int | None, hashers: dict) -> Digests:

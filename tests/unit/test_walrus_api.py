@@ -183,9 +183,10 @@ def test_missing_bucket_for_objects(s3):
 
 
 def test_replace_object(s3, bucket, server):
-    s3.put_object(Bucket=bucket, Key="k", Body=b"one")
-    s3.put_object(Bucket=bucket, Key="k", Body=b"two")
-    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"two"
+    one, two = b"one" * 30000, b"two" * 30000  # past the inline limit: files of their own
+    s3.put_object(Bucket=bucket, Key="k", Body=one)
+    s3.put_object(Bucket=bucket, Key="k", Body=two)
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == two
     assert len(os.listdir(server[1].root / bucket)) == 1
 
 

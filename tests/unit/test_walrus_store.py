@@ -23,17 +23,26 @@ def files(store, bucket):
     return sorted(os.listdir(store.root / bucket))
 
 
+def big(text: bytes) -> bytes:
+    """``text`` repeated past the inline limit, so the object is a file of its own."""
+    return text * (st.INLINE_MAX // len(text) + 1)
+
+
+def blobs(store) -> int:
+    return store.db.execute("SELECT count(*) FROM blobs").fetchone()[0]
+
+
 def test_put_get_replace_delete_keeps_one_file(store):
     store.create_bucket("b1", "111")
-    info = put(store, "b1", "k", b"hello")
-    assert info.etag == '"%s"' % hashlib.md5(b"hello").hexdigest()
-    assert info.size == 5
+    info = put(store, "b1", "k", big(b"hello"))
+    assert info.etag == '"%s"' % hashlib.md5(big(b"hello")).hexdigest()
+    assert info.size == len(big(b"hello"))
     assert len(files(store, "b1")) == 1
-    put(store, "b1", "k", b"world!", metadata={"a": "1"}, content_type="text/plain")
+    put(store, "b1", "k", big(b"world!"), metadata={"a": "1"}, content_type="text/plain")
     assert len(files(store, "b1")) == 1
     info, f = store.open_object("b1", "k")
     with f:
-        assert f.read() == b"world!"
+        assert f.read() == big(b"world!")
     assert info.metadata == {"a": "1"} and info.content_type == "text/plain"
     store.delete_object("b1", "k")
     store.delete_object("b1", "k")  # idempotent
@@ -42,19 +51,36 @@ def test_put_get_replace_delete_keeps_one_file(store):
         store.head_object("b1", "k")
 
 
-def test_failed_verify_stores_nothing_and_keeps_old(store):
+@pytest.mark.parametrize("size", ["inline", "file"])
+def test_failed_verify_stores_nothing_and_keeps_old(store, size):
     store.create_bucket("b1", "111")
-    put(store, "b1", "k", b"old")
+    shaped = (lambda b: b) if size == "inline" else big
+    put(store, "b1", "k", shaped(b"old"))
 
     def refuse(digests):
         raise ValueError("bad digest")
 
     with pytest.raises(ValueError):
-        put(store, "b1", "k", b"new", verify=refuse)
+        put(store, "b1", "k", shaped(b"new"), verify=refuse)
     info, f = store.open_object("b1", "k")
     with f:
-        assert f.read() == b"old"
-    assert len(files(store, "b1")) == 1
+        assert f.read() == shaped(b"old")
+    assert (len(files(store, "b1")), blobs(store)) == ((0, 1) if size == "inline" else (1, 0))
+
+
+def test_small_objects_live_inline_and_swap_with_files(store):
+    store.create_bucket("b1", "111")
+    put(store, "b1", "k", b"small")
+    assert (files(store, "b1"), blobs(store)) == ([], 1)
+    put(store, "b1", "k", big(b"large"))
+    assert (len(files(store, "b1")), blobs(store)) == (1, 0)
+    put(store, "b1", "k", b"small again")
+    assert (files(store, "b1"), blobs(store)) == ([], 1)
+    info, f = store.open_object("b1", "k")
+    with f:
+        assert f.read() == b"small again" and info.size == 11
+    store.delete_object("b1", "k")
+    assert (files(store, "b1"), blobs(store)) == ([], 0)
 
 
 def test_short_body_is_incomplete(store):
@@ -158,13 +184,16 @@ def test_key_successor():
 def test_sweep_removes_crash_leftovers(tmp_path):
     store = WalrusStore(tmp_path / "bukkits", tmp_path / "walrus.db")
     store.create_bucket("b1", "111")
-    put(store, "b1", "k", b"kept")
+    put(store, "b1", "k", big(b"kept"))
+    put(store, "b1", "small", b"inline")
+    store.db.execute("INSERT INTO blobs (id, data) VALUES ('inline:orphan', x'00')")
     (store.root / "b1" / ".tmp-deadbeef").write_bytes(b"partial")
     (store.root / "b1" / ("0" * 32)).write_bytes(b"renamed, never committed")
     (store.root / "gone").mkdir()  # a deleted bucket's directory
     reopened = WalrusStore(tmp_path / "bukkits", tmp_path / "walrus.db")
     assert len(files(reopened, "b1")) == 1
     assert not (reopened.root / "gone").exists()
+    assert blobs(reopened) == 1
     _, f = reopened.open_object("b1", "k")
     with f:
-        assert f.read() == b"kept"
+        assert f.read() == big(b"kept")

@@ -17,6 +17,7 @@ import hmac
 import re
 from dataclasses import dataclass
 
+from eucacore.awsapi.auth import signing_key
 from eucacore.awsapi.errors import AWSError
 from walrus import checksums
 
@@ -28,14 +29,6 @@ TRAILER_SIGNATURE = 'x-amz-trailer-signature'
 
 _CHUNK_HEADER = re.compile(rb'([0-9a-fA-F]{1,16})(?:;(.*))?', re.DOTALL)
 _CHUNK_SIGNATURE = re.compile(rb'chunk-signature=(.+)', re.DOTALL)
-
-
-def signing_key(secret_key, date, region, service):
-    """The SigV4 signing key of ``secret_key`` for one day, region and service."""
-    key = ('AWS4' + secret_key).encode()
-    for part in (date, region, service, 'aws4_request'):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    return key
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from email.parser import HeaderParser
 from hashlib import sha1, sha256
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
+from eucacore.awsapi.auth import signing_key
 from eucacore.awsapi.errors import AWSError
 
 #: The most bytes S3 reads before the file part (preamble, part headers, field values).
@@ -329,13 +330,6 @@ def _credential_scope(credential: str) -> tuple[str, str, str, str]:
     return "/".join(parts[:-4]), date, region, service
 
 
-def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:
-    key = ("AWS4" + secret).encode("utf-8")
-    for part in (date, region, service, "aws4_request"):
-        key = hmac.new(key, part.encode("utf-8"), sha256).digest()
-    return key
-
-
 def _sigv4_scope(fields: dict) -> tuple[str, str, str, str]:
     """The credential scope of a SigV4 form, once its signing fields are all there and valid."""
     _require(fields, ("policy",) + _SIGV4_FIELDS)
@@ -362,7 +356,7 @@ def verify_signature(form: PostForm, lookup):
     if any(fields.get(name) for name in _SIGV4_FIELDS):
         access_key, date, region, service = _sigv4_scope(fields)
         principal = _principal(lookup, access_key)
-        key = _signing_key(principal.secret_key, date, region, service)
+        key = signing_key(principal.secret_key, date, region, service)
         expected = hmac.new(key, policy.encode("utf-8"), sha256).hexdigest()
         _check_signature(expected, fields["x-amz-signature"], access_key, policy)
         return principal

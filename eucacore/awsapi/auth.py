@@ -9,6 +9,7 @@ Secrets are never logged.
 
 import base64
 import datetime
+import functools
 import hmac
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -163,7 +164,7 @@ def _parse_scope(credential, request, failures):
 
 def _sigv4_time(text, failures):
     try:
-        value = datetime.datetime.strptime(text, SIGV4_TIMESTAMP)
+        value = _compact_time(text)
     except (TypeError, ValueError):
         try:
             value = parsedate_to_datetime(text)
@@ -172,6 +173,14 @@ def _sigv4_time(text, failures):
     if value.tzinfo is None:
         value = value.replace(tzinfo=datetime.timezone.utc)
     return value.astimezone(datetime.timezone.utc)
+
+
+def _compact_time(text):
+    """datetime of a SIGV4_TIMESTAMP ('20130524T000000Z'), without strptime's cost."""
+    if len(text) != 16 or text[8] != 'T' or text[15] != 'Z':
+        raise ValueError(text)
+    return datetime.datetime(int(text[0:4]), int(text[4:6]), int(text[6:8]), int(text[9:11]),
+                             int(text[11:13]), int(text[13:15]), tzinfo=datetime.timezone.utc)
 
 
 def _check_skew(when, now, failures):
@@ -252,11 +261,21 @@ def _check_sigv4(request, signer_class, credential, signed_headers, signature,
     signer = signer_class(_BotoCredentials(access_key, creds.secret_key),
                           request.service, region)
     canonical = signer.canonical_request(aws_request)
-    expected = signer.signature(signer.string_to_sign(aws_request, canonical),
-                                aws_request)
+    key = signing_key(creds.secret_key, timestamp[:8], region, request.service)
+    expected = hmac.new(key, signer.string_to_sign(aws_request, canonical).encode('utf-8'),
+                        sha256).hexdigest()
     if not hmac.compare_digest(expected, signature):
         raise failures.bad_signature()
     return creds
+
+
+@functools.lru_cache(maxsize=1024)
+def signing_key(secret_key, date, region, service):
+    """The SigV4 signing key of a secret for one day, region and service (derived once)."""
+    key = hmac.new(('AWS4' + secret_key).encode('utf-8'), date.encode('utf-8'), sha256).digest()
+    for part in (region, service, 'aws4_request'):
+        key = hmac.new(key, part.encode('utf-8'), sha256).digest()
+    return key
 
 
 def _check_payload_hash(request, signed, failures):

@@ -105,6 +105,11 @@ class S3Protocol:
                         for name in self.service_model.operation_names]
         self._routes = [route for route in self._routes if route.kind]
         self._reader = XmlReader()
+        # What routing looks at besides method and path: query names (and the values of the
+        # literal ones) and the presence of required headers.  Remembered per combination.
+        self._valued = {key for r in self._routes for key, value in r.literal_query.items() if value}
+        self._header_names = {name for r in self._routes for name in r.required_headers}
+        self._chosen = {}
 
     # ------------------------------------------------------------ requests
 
@@ -135,6 +140,18 @@ class S3Protocol:
         return operation.name, params
 
     def _route(self, method, kind, query, headers):
+        shape = (method, kind,
+                 tuple(sorted((k, query[k][0] if k in self._valued else None) for k in query)),
+                 tuple(sorted(name for name in self._header_names if name in headers)))
+        route = self._chosen.get(shape)
+        if route is None:
+            route = self._score_routes(method, kind, query, headers)
+            if len(self._chosen) > 4096:  # query names are the client's: keep this bounded
+                self._chosen.clear()
+            self._chosen[shape] = route
+        return route
+
+    def _score_routes(self, method, kind, query, headers):
         best, best_score, kind_seen = None, -1, False
         for route in self._routes:
             if route.kind != kind:

@@ -6,9 +6,10 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := gcc pkg-config libvirt-dev libvirt-daemon libvirt-clients systemd openssh-client openssl
+APT_PACKAGES := gcc pkg-config libvirt-dev libvirt-daemon libvirt-clients systemd openssh-client openssl \
+                s3cmd rclone
 
-.PHONY: deps apt venv cloud-up cloud-down cloud-destroy test unit integration wsdl bench
+.PHONY: deps apt venv cloud-up cloud-down cloud-destroy test unit integration wsdl bench bench-walrus
 
 deps: apt venv
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from cheroot import server as cheroot_server
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
@@ -151,6 +152,11 @@ def wrap_app(listener: Listener, health: Callable[[], None] | None = None):
 SOCKET = "eucalyptus.socket"
 
 
+#: An app that answers with more than this much of the request body unread closes the
+#: connection rather than read the rest (an upload refused as too large answers at once).
+MAX_DRAIN = 1024 * 1024
+
+
 class _Gateway(wsgi.Gateway_10):
     """cheroot's WSGI 1.0 gateway, which also hands the app the connection's socket."""
 
@@ -159,6 +165,27 @@ class _Gateway(wsgi.Gateway_10):
         environ[SOCKET] = self.req.conn.socket
         return environ
 
+    def start_response(self, status, headers, exc_info=None):
+        if getattr(self.req.rfile, "remaining", 0) > MAX_DRAIN:
+            self.req.close_connection = True
+        return super().start_response(status, headers, exc_info)
+
+
+class _Request(cheroot_server.HTTPRequest):
+    """cheroot's request, also answering ``Expect: 100-Continue`` (any case, as RFC 9110 has it;
+    aws-sdk-go sends it capitalized and would otherwise wait a second per upload)."""
+
+    def read_request_headers(self):
+        ok = super().read_request_headers()
+        expect = self.inheaders.get(b"Expect", b"")
+        if ok and expect != b"100-continue" and expect.lower() == b"100-continue":
+            self.conn.wfile.write(self.server.protocol.encode("ascii") + b" 100 Continue\r\n\r\n")
+        return ok
+
+
+class _Connection(cheroot_server.HTTPConnection):
+    RequestHandlerClass = _Request
+
 
 def make_server(listener: Listener, health: Callable[[], None] | None = None) -> wsgi.Server:
     """A cheroot server for one listener, not yet started."""
@@ -166,6 +193,7 @@ def make_server(listener: Listener, health: Callable[[], None] | None = None) ->
                          numthreads=listener.threads, server_name=listener.name,
                          shutdown_timeout=30)
     server.gateway = _Gateway
+    server.ConnectionClass = _Connection
     if listener.keys:
         adapter = BuiltinSSLAdapter(str(listener.keys.cert), str(listener.keys.key))
         adapter.context = server_tls_context(listener.keys)

@@ -34,6 +34,10 @@ MAX_KEY_BYTES = 1024
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,254}$")
 MIB = 2**20
 ACCESS_DENIED = ("AccessDenied", "Access Denied", 403)
+#: Characters a key may hold that XML 1.0 text cannot; listings send them as &#..; references, as S3 does.
+_UNSAFE_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_MARK = "\ue000".encode()
+_MARKED = re.compile("\ue000([0-9a-f]{2})\ue001".encode())
 
 #: The IAM action each S3 operation needs, and whether its resource is the object (else the bucket).
 _ACTIONS = {
@@ -51,6 +55,8 @@ _ACTIONS = {
     "AbortMultipartUpload": ("s3:AbortMultipartUpload", True),
     "ListParts": ("s3:ListMultipartUploadParts", True),
     "ListMultipartUploads": ("s3:ListBucketMultipartUploads", False),
+    "GetBucketPolicy": ("s3:GetBucketPolicy", False), "GetBucketCors": ("s3:GetBucketCORS", False),
+    "GetBucketVersioning": ("s3:GetBucketVersioning", False),
 }
 
 
@@ -157,6 +163,9 @@ class WalrusApp(ObjectHandlers, MultipartHandlers, PostObjectHandler):
         except st.StoreError as exc:
             raise _store_error(exc, bucket, key) from None
         status, out_headers, out_body = self.protocol.serialize(operation, output, request_id)
+        if isinstance(out_body, bytes) and _MARK in out_body:
+            out_body = _MARKED.sub(lambda m: b"&#%d;" % int(m.group(1), 16), out_body)
+            out_headers = [(n, v) for n, v in out_headers if n.lower() != "content-length"]
         return status, out_headers + ctx.extra_headers, out_body
 
     @staticmethod
@@ -194,6 +203,8 @@ class WalrusApp(ObjectHandlers, MultipartHandlers, PostObjectHandler):
         if principal is None or principal.is_account_admin:
             return
         action, on_object = _ACTIONS.get(operation, (f"s3:{operation}", False))
+        if operation == "DeleteObjects":
+            return  # each key is authorized on its own, and refused keys are reported as errors
         if on_object is None or not params.get("Bucket"):
             resource = "*"
         else:
@@ -322,17 +333,12 @@ class WalrusApp(ObjectHandlers, MultipartHandlers, PostObjectHandler):
         return {}
 
     def delete_bucket(self, ctx, req):
-        bucket = self.store.get_bucket(req["Bucket"])
-        if not self.may(ctx, bucket.owner, None, acl.FULL_CONTROL):
-            raise AWSError(*ACCESS_DENIED)
+        self._bucket_owned(ctx, req["Bucket"])
         self.store.delete_bucket(req["Bucket"])
         return {}
 
     def get_bucket_location(self, ctx, req):
-        bucket = self.store.get_bucket(req["Bucket"])
-        if not self.may(ctx, bucket.owner, None, acl.FULL_CONTROL):
-            raise AWSError(*ACCESS_DENIED)
-        return {"LocationConstraint": bucket.location}
+        return {"LocationConstraint": self._bucket_owned(ctx, req["Bucket"]).location}
 
     def get_bucket_acl(self, ctx, req):
         bucket = self.bucket_for(ctx, req["Bucket"], acl.READ_ACP)
@@ -342,6 +348,26 @@ class WalrusApp(ObjectHandlers, MultipartHandlers, PostObjectHandler):
         bucket = self.bucket_for(ctx, req["Bucket"], acl.WRITE_ACP)
         self.store.set_bucket_acl(bucket.name, self.acl_from_put(ctx, req, bucket.owner))
         return {}
+
+    def get_bucket_policy(self, ctx, req):
+        self._bucket_owned(ctx, req["Bucket"])
+        raise AWSError("NoSuchBucketPolicy", "The bucket policy does not exist", 404, BucketName=req["Bucket"])
+
+    def get_bucket_cors(self, ctx, req):
+        self._bucket_owned(ctx, req["Bucket"])
+        raise AWSError("NoSuchCORSConfiguration", "The CORS configuration does not exist", 404,
+                       BucketName=req["Bucket"])
+
+    def get_bucket_versioning(self, ctx, req):
+        self._bucket_owned(ctx, req["Bucket"])
+        return {}  # never enabled: S3 answers an empty VersioningConfiguration
+
+    def _bucket_owned(self, ctx, name: str) -> st.Bucket:
+        """The bucket if the requester's account owns it (or is the cloud admin); AccessDenied."""
+        bucket = self.store.get_bucket(name)
+        if not self.may(ctx, bucket.owner, None, acl.FULL_CONTROL):
+            raise AWSError(*ACCESS_DENIED)
+        return bucket
 
     # ------------------------------------------------------------ listings
 
@@ -379,6 +405,9 @@ class WalrusApp(ObjectHandlers, MultipartHandlers, PostObjectHandler):
 
     def _list(self, bucket, owner, req, start_after, with_owner):
         max_keys = req.get("MaxKeys", 1000)
+        if req.get("EncodingType") not in (None, "url"):
+            raise AWSError("InvalidArgument", "Invalid Encoding Method specified in Request", 400,
+                           ArgumentName="encoding-type", ArgumentValue=req["EncodingType"])
         if max_keys < 0:
             raise AWSError("InvalidArgument", "max-keys must be a non-negative integer", 400,
                            ArgumentName="max-keys", ArgumentValue=max_keys)
@@ -413,10 +442,11 @@ class WalrusApp(ObjectHandlers, MultipartHandlers, PostObjectHandler):
 
     @staticmethod
     def _encode(req, text):
-        """Keys as sent back: URL-encoded when the client asked (botocore always does)."""
+        """Keys as sent back: URL-encoded when the client asked (botocore always does); else
+        characters XML 1.0 cannot carry are marked, to go out as character references."""
         if req.get("EncodingType") == "url":
             return quote(text, safe="/")
-        return text
+        return _UNSAFE_XML.sub(lambda m: f"\ue000{ord(m.group()):02x}\ue001", text)
 
 
 # ---------------------------------------------------------------- helpers

@@ -20,7 +20,7 @@ from eucacore.ids import now
 from . import acl, checksums
 from . import store as st
 from .objects import (ChecksumPlan, _attributes, check_preconditions, parse_copy_range, parse_copy_source,
-                      utc)
+                      refuse_conditional_write, utc)
 
 MIB, GIB = 2**20, 2**30
 MIN_PART_BYTES = 5 * MIB
@@ -188,6 +188,15 @@ def _check_part_checksum(upload: Upload, entry: dict, part) -> None:
         raise _invalid_part(upload, part.part_number, entry.get("ETag", ""))
 
 
+def _paging_argument(req, name: str, wire_name: str, default: int) -> int:
+    """max-parts, part-number-marker or max-uploads; InvalidArgument when negative, as in S3."""
+    value = req.get(name, default)
+    if value < 0:
+        raise AWSError("InvalidArgument", f"Argument {wire_name} must be an integer between 0 and 2147483647",
+                       400, ArgumentName=wire_name, ArgumentValue=value)
+    return value
+
+
 def _part_number(req) -> int:
     number = req.get("PartNumber")
     if not isinstance(number, int) or not 1 <= number <= MAX_PARTS:
@@ -317,6 +326,7 @@ class MultipartHandlers:
         return {"CopyPartResult": result}
 
     def complete_multipart_upload(self, ctx, req):
+        refuse_conditional_write(req)
         owned, upload = self._upload_for(ctx, req)
         wanted = (req.get("MultipartUpload") or {}).get("Parts") or []
         if not wanted:
@@ -363,10 +373,10 @@ class MultipartHandlers:
 
     def list_parts(self, ctx, req):
         _, upload = self._upload_for(ctx, req)
-        marker = req.get("PartNumberMarker") or 0
-        max_parts = min(req.get("MaxParts", 1000), 1000)
+        marker = _paging_argument(req, "PartNumberMarker", "part-number-marker", 0)
+        max_parts = min(_paging_argument(req, "MaxParts", "max-parts", 1000), 1000)
         parts = self.uploads.parts(upload.upload_id, after=marker, limit=max_parts + 1)
-        truncated = len(parts) > max_parts
+        truncated = 0 < max_parts < len(parts)  # as ListObjects, max-parts 0 is an empty, whole page
         parts = parts[:max_parts]
         output = {"Bucket": upload.bucket, "Key": upload.key, "UploadId": upload.upload_id,
                   "PartNumberMarker": marker, "MaxParts": max_parts, "IsTruncated": truncated,
@@ -390,7 +400,7 @@ class MultipartHandlers:
         bucket = self.bucket_for(ctx, req["Bucket"], acl.READ)
         prefix, delimiter = req.get("Prefix", ""), req.get("Delimiter", "")
         key_marker, id_marker = req.get("KeyMarker", ""), req.get("UploadIdMarker", "")
-        max_uploads = min(req.get("MaxUploads", 1000), 1000)
+        max_uploads = min(_paging_argument(req, "MaxUploads", "max-uploads", 1000), 1000)
         uploads, prefixes, truncated, last = [], [], False, None
         for upload in self.uploads.listing(bucket.name, prefix):
             cut = upload.key.find(delimiter, len(prefix)) if delimiter else -1

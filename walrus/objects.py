@@ -237,12 +237,21 @@ class FileChunks:
         self.file.close()
 
 
+def refuse_conditional_write(req: dict) -> None:
+    """NotImplemented for S3's conditional writes (If-Match, If-None-Match on a write): honouring
+    them needs a compare-and-commit in the store, and ignoring them would overwrite silently."""
+    for name in ("IfMatch", "IfNoneMatch"):
+        if name in req:
+            raise AWSError("NotImplemented", f"{name} on a write is not supported by Walrus", 501)
+
+
 class ObjectHandlers:
     """The object operations of :class:`walrus.api.WalrusApp`."""
 
     def put_object(self, ctx, req):
         bucket, key = req["Bucket"], req["Key"]
         self.check_key(key)
+        refuse_conditional_write(req)
         owned = self.bucket_for(ctx, bucket, acl.WRITE)
         length = ctx.body.remaining
         if length is not None and length > MAX_PUT_BYTES:
@@ -360,9 +369,16 @@ class ObjectHandlers:
     def copy_object(self, ctx, req):
         bucket, key = req["Bucket"], req["Key"]
         self.check_key(key)
+        refuse_conditional_write(req)
+        directive = req.get("MetadataDirective", "COPY")
+        if directive not in ("COPY", "REPLACE"):
+            raise AWSError("InvalidArgument", "Unknown metadata directive.", 400,
+                           ArgumentName="x-amz-metadata-directive", ArgumentValue=directive)
         source_bucket, source_key = parse_copy_source(req["CopySource"])
         self.authorize(ctx.credentials, "GetObject", {"Bucket": source_bucket, "Key": source_key})
         owned = self.bucket_for(ctx, bucket, acl.WRITE)
+        owner = ctx.account or owned.owner
+        grants = acl.from_request(req, ctx.headers, owner, owned.owner)  # before any bytes are staged
         info, file = self.open_for(ctx, source_bucket, source_key)
         with file:
             check_preconditions(info, req.get("CopySourceIfMatch"), req.get("CopySourceIfUnmodifiedSince"),
@@ -371,7 +387,7 @@ class ObjectHandlers:
             if info.size > MAX_PUT_BYTES:
                 raise AWSError("InvalidRequest", "The specified copy source is larger than the maximum "
                                f"allowable size for a copy source: {MAX_PUT_BYTES}", 400)
-            replace = req.get("MetadataDirective", "COPY") == "REPLACE"
+            replace = directive == "REPLACE"
             if (source_bucket, source_key) == (bucket, key) and not replace:
                 raise AWSError("InvalidRequest", "This copy request is illegal because it is trying to "
                                "copy an object to itself without changing the object's metadata, storage "
@@ -384,10 +400,9 @@ class ObjectHandlers:
                 raise AWSError("InvalidRequest", f"Checksum algorithm {algorithm} is not supported.", 400)
             hashers = {"checksum": checksums.new(algorithm)} if algorithm else {}
             temp, digests = self.store.write_temp(bucket, st.RangeReader(file, 0, info.size), info.size, hashers)
-        owner = ctx.account or owned.owner
         copied = self.store.commit_temp(
             temp, bucket, key, digests.size, f'"{digests.md5.hex()}"', **attributes, owner=owner,
-            acl=acl.from_request(req, ctx.headers, owner, owned.owner), checksum_algorithm=algorithm,
+            acl=grants, checksum_algorithm=algorithm,
             checksum=base64.b64encode(digests.extra["checksum"]).decode() if algorithm else None)
         result = {"ETag": copied.etag, "LastModified": utc(copied.last_modified)}
         if copied.checksum:

@@ -533,6 +533,8 @@ class WalrusStore:
         """Keys of ``bucket`` after ``start_after`` in UTF-8 byte order, rolled up by delimiter."""
         self.get_bucket(bucket)
         listing = Listing()
+        if max_keys <= 0:
+            return listing
         lower, inclusive = max(prefix, start_after), start_after < prefix
         if delimiter and start_after.startswith(prefix):
             # a marker that is itself a common prefix skips everything under it

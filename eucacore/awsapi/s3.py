@@ -221,7 +221,10 @@ class S3Protocol:
                                    'published schema')
                 return
             try:
-                params[payload] = self._reader.read(member, parse_xml_document(data))
+                document = parse_xml_document(data)
+                if etree.QName(document).localname != member_xml_name(member, payload):
+                    raise ValueError(f'unexpected root element {document.tag}')
+                params[payload] = self._reader.read(member, document)
             except ValueError:
                 raise AWSError('MalformedXML', 'The XML you provided was not '
                                'well-formed or did not validate against our '

@@ -55,3 +55,9 @@ wsdl: deps
 
 bench: deps
 	$(PY) bench/bench_wsgi_servers.py
+
+bench-walrus: deps
+	@dpkg -s nginx >/dev/null 2>&1 || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends nginx; }
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
+	$(PY) bench/bench_walrus.py $(ARGS)

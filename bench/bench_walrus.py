@@ -1,0 +1,577 @@
+#!/usr/bin/env python3
+"""Walrus against moto[server] and nginx: small objects, large streams, listing, memory.
+
+Usage:
+    python bench/bench_walrus.py                      # full run, about 6 minutes on 2 cores
+    python bench/bench_walrus.py --quick              # smoke run with small counts
+    python bench/bench_walrus.py --only walrus,nginx --big-gib 0.5
+
+One run starts all three servers on free 127.0.0.1 ports, their data in one temp dir
+(so on one filesystem):
+  walrus  a whole single-host cloud (tests.cloudharness, all five daemons): Walrus asks
+          the CLC about the access key of every request, so the CLC's CPU gets a column
+  moto    moto_server (it keeps objects in memory)
+  nginx   the dav module: PUT writes a file (no fsync), GET sends it
+and then measures one server at a time:
+  * 4 KiB PUT and GET at concurrency 1 and 16, boto3 (one client per thread):
+    ops/s and server CPU ms per op
+  * one 256 MiB PUT and GET over plain http.client (presigned URLs for the S3 servers),
+    so the client does no hashing or signing while the clock runs: MB/s (10^6 bytes)
+  * a paginated ListObjectsV2 of a bucket of 10,000 keys: seconds and server CPU seconds
+  * Walrus's VmRSS before, and VmHWM (peak, reset first) after, a 2 GiB PUT and GET
+Server CPU is utime+stime of the server's process tree read from /proc, less the CPU
+the same processes spent per second while idle (the CLC polls the CC), so the client's
+own 2-3 ms per boto3 request is not counted. nginx has no S3 listing. Every process is
+stopped and the temp dir removed however the run ends.
+"""
+
+import argparse
+import contextlib
+import dataclasses
+import grp
+import http.client
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import boto3
+import botocore.config
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.cloudharness import free_port, running_cloud  # noqa: E402
+
+KiB, MiB, GiB = 1024, 1024 ** 2, 1024 ** 3
+CHUNK = MiB
+TICK = os.sysconf("SC_CLK_TCK")
+SERVERS = ("walrus", "moto", "nginx")
+SMALL_BUCKET, LIST_BUCKET, LARGE_BUCKET = "bench-small", "bench-list", "bench-large"
+
+
+# -- what is compared -------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One line of the table: a metric of one workload."""
+
+    workload: str
+    metric: str
+    label: str
+    fmt: str = "{:.2f}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Walrus's goal for one metric: a fraction of another server's value, or an absolute bound."""
+
+    text: str
+    limit: float
+    reference: str | None = None
+    lower_is_better: bool = True
+
+    def bound(self, results: dict) -> float | None:
+        if self.reference is None:
+            return self.limit
+        ref = results.get(self.reference)
+        return ref * self.limit if isinstance(ref, float) else None
+
+    def met(self, value: float, results: dict) -> bool | None:
+        bound = self.bound(results)
+        if bound is None:
+            return None
+        return value <= bound if self.lower_is_better else value >= bound
+
+
+def small_rows() -> list[Row]:
+    rows = []
+    for op in ("PUT", "GET"):
+        for c in (1, 16):
+            name = f"{op.lower()}4k_c{c}"
+            rows.append(Row("small", f"{name}_ops", f"4 KiB {op} c={c}: ops/s", "{:.0f}"))
+            rows.append(Row("small", f"{name}_cpu", f"4 KiB {op} c={c}: server CPU ms/op"))
+    return rows
+
+
+ROWS = small_rows() + [
+    Row("large", "put_mbs", "large PUT: MB/s (best)", "{:.0f}"),
+    Row("large", "put_cpu", "large PUT: server CPU s"),
+    Row("large", "get_mbs", "large GET: MB/s (best)", "{:.0f}"),
+    Row("large", "get_cpu", "large GET: server CPU s"),
+    Row("listing", "list_s", "list all keys: seconds"),
+    Row("listing", "list_cpu", "list all keys: server CPU s"),
+    Row("rss", "rss_before", "Walrus VmRSS before big PUT+GET, MiB", "{:.0f}"),
+    Row("rss", "rss_peak", "Walrus peak RSS (VmHWM) in big PUT+GET, MiB", "{:.0f}"),
+]
+
+TARGETS = {
+    **{f"{op}4k_c{c}_cpu": Target("<= 1/4 of moto", 0.25, "moto")
+       for op in ("put", "get") for c in (1, 16)},
+    "list_cpu": Target("<= 1/5 of moto", 0.2, "moto"),
+    "put_mbs": Target(">= 70% of nginx", 0.7, "nginx", lower_is_better=False),
+    "get_mbs": Target(">= 70% of nginx", 0.7, "nginx", lower_is_better=False),
+    "rss_peak": Target("< 150 MiB", 150),
+}
+
+
+# -- measuring processes ----------------------------------------------------------
+
+
+def _stat(pid: int) -> tuple[int, float]:
+    """(ppid, CPU seconds of the process and its reaped children) from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[1]), sum(int(f) for f in fields[11:15]) / TICK
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds (user + system) of ``root`` and all its live descendants."""
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                stats[int(entry)] = _stat(int(entry))
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += stats.get(pid, (0, 0.0))[1]
+        todo.extend(p for p, (ppid, _) in stats.items() if ppid == pid)
+    return total
+
+
+def status_kib(pid: int, field: str) -> int:
+    """A ``kB`` field of /proc/<pid>/status (VmRSS, VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+class Meter:
+    """CPU seconds each metered process tree spent in a ``with`` block, less its idle rate."""
+
+    def __init__(self, pids: dict[str, int], idle: dict[str, float]):
+        self.pids, self.idle = pids, idle
+        self.cpu: dict[str, float] = {}
+        self.wall = 0.0
+
+    def __enter__(self) -> "Meter":
+        self._start = {name: tree_cpu(pid) for name, pid in self.pids.items()}
+        self._t0 = time.monotonic()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall = time.monotonic() - self._t0
+        self.cpu = {name: max(0.0, tree_cpu(pid) - self._start[name] - self.idle[name] * self.wall)
+                    for name, pid in self.pids.items()}
+
+
+def idle_rates(pids: dict[str, int], seconds: float = 3.0) -> dict[str, float]:
+    """CPU seconds per second each process tree spends while no request is sent."""
+    before = {name: tree_cpu(pid) for name, pid in pids.items()}
+    time.sleep(seconds)
+    return {name: (tree_cpu(pid) - before[name]) / seconds for name, pid in pids.items()}
+
+
+# -- the three servers ------------------------------------------------------------
+
+
+def local_s3_client(port: int):
+    """A boto3 S3 client of 127.0.0.1:``port`` (path-style URLs) with keys moto and nginx take."""
+    config = botocore.config.Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
+                                    max_pool_connections=4)
+    return boto3.session.Session().client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                                          aws_access_key_id="bench", aws_secret_access_key="bench", config=config)
+
+
+@dataclasses.dataclass
+class Server:
+    """A started server: how to reach it and which processes to meter (first = the server)."""
+
+    name: str
+    pids: dict[str, int]
+    new_client: Callable[[], object]
+    s3: bool = True
+    plain_root: Path | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.pids[self.name]
+
+    def url(self, client, method: str, bucket: str, key: str) -> str:
+        """A URL for plain HTTP: presigned for S3 servers (signing is done before any clock starts)."""
+        if not self.s3:
+            return f"{client.meta.endpoint_url}/{bucket}/{key}"
+        op = {"PUT": "put_object", "GET": "get_object"}[method]
+        return client.generate_presigned_url(op, Params={"Bucket": bucket, "Key": key}, ExpiresIn=3600)
+
+    def create_bucket(self, client, bucket: str) -> None:
+        if self.s3:
+            client.create_bucket(Bucket=bucket)
+        else:
+            (self.plain_root / bucket).mkdir()
+
+
+@contextlib.contextmanager
+def walrus_server(tmp: Path):
+    """A whole cloud; Walrus and the CLC are metered."""
+    with running_cloud(tmp / "cloud", LOGLEVEL="INFO") as cloud:
+        yield Server("walrus", {"walrus": cloud.procs["walrus"].pid, "clc": cloud.procs["clc"].pid},
+                     lambda: cloud.client("s3", max_pool_connections=4))
+
+
+@contextlib.contextmanager
+def group_process(argv: list[str], log: Path, port: int):
+    """Run ``argv`` in its own process group until the block ends; wait until ``port`` listens."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+    try:
+        wait_listening(proc, port, log)
+        yield proc
+    finally:
+        stop_group(proc)
+
+
+def wait_listening(proc: subprocess.Popen, port: int, log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited ({proc.returncode}): {log.read_text()[-2000:]}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.args[0]} did not listen on {port} in {timeout:.0f}s")
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the process group, SIGKILL it if it is still there 10 s later."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@contextlib.contextmanager
+def moto_server(tmp: Path):
+    port = free_port()
+    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with group_process(argv, tmp / "moto.log", port) as proc:
+        yield Server("moto", {"moto": proc.pid}, lambda: local_s3_client(port))
+
+
+NGINX_CONF = """\
+user {user} {group};
+worker_processes auto;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    default_type application/octet-stream;
+    access_log {prefix}/access.log;
+    sendfile on;
+    client_body_buffer_size 1m;
+    client_max_body_size 0;
+    client_body_temp_path {root}/.upload;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        location / {{
+            dav_methods PUT DELETE;
+            create_full_put_path on;
+        }}
+    }}
+}}
+"""
+
+
+@contextlib.contextmanager
+def nginx_server(tmp: Path):
+    """nginx with the dav module; its files sit beside the cloud's, on the same filesystem."""
+    port, prefix, root = free_port(), tmp / "nginx", tmp / "nginx-files"
+    prefix.mkdir()
+    root.mkdir()
+    conf = prefix / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(user=pwd.getpwuid(os.getuid()).pw_name, group=grp.getgrgid(os.getgid()).gr_name,
+                                      prefix=prefix, root=root, port=port))
+    argv = [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf), "-p", str(prefix),
+            "-e", str(prefix / "error.log"), "-g", "daemon off;"]
+    with group_process(argv, prefix / "stderr.log", port) as proc:
+        yield Server("nginx", {"nginx": proc.pid}, lambda: local_s3_client(port), s3=False, plain_root=root)
+
+
+STARTERS = {"walrus": walrus_server, "moto": moto_server, "nginx": nginx_server}
+
+
+# -- workloads ----------------------------------------------------------------------
+
+
+def run_threads(work, clients: list, items: list) -> None:
+    """``work(client, item)`` for every item, spread over one thread per client."""
+    errors = []
+
+    def loop(client, part):
+        try:
+            for item in part:
+                work(client, item)
+        except Exception as e:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=loop, args=(c, items[i::len(clients)])) for i, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def small_ops(server: Server, idle: dict, opts) -> dict:
+    """4 KiB PUT then GET at concurrency 1 and 16: ops/s and CPU ms per op."""
+    body = os.urandom(4 * KiB)
+    out = {}
+
+    def put(client, key):
+        client.put_object(Bucket=SMALL_BUCKET, Key=key, Body=body)
+
+    def get(client, key):
+        if len(client.get_object(Bucket=SMALL_BUCKET, Key=key)["Body"].read()) != len(body):
+            raise RuntimeError(f"GET {key}: short body")
+
+    clients = [server.new_client() for _ in range(16)]
+    server.create_bucket(clients[0], SMALL_BUCKET)
+    for c in (1, 16):
+        keys = [f"c{c}/obj-{i:06d}" for i in range(opts.ops)]
+        for op, work in (("put", put), ("get", get)):
+            with Meter(server.pids, idle) as m:
+                run_threads(work, clients[:c], keys)
+            out[f"{op}4k_c{c}_ops"] = {server.name: opts.ops / m.wall}
+            out[f"{op}4k_c{c}_cpu"] = {name: cpu * 1000 / opts.ops for name, cpu in m.cpu.items()}
+    return out
+
+
+def data_chunks(size: int):
+    """``size`` bytes in 1 MiB chunks, made on the fly from one random block."""
+    block = memoryview(os.urandom(CHUNK))
+    while size > 0:
+        yield block[:min(size, CHUNK)]
+        size -= CHUNK
+
+
+def http_put(url: str, size: int) -> None:
+    """One streamed PUT with a Content-Length; raises unless the answer is 2xx."""
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
+    try:
+        conn.putrequest("PUT", u.path + (f"?{u.query}" if u.query else ""), skip_accept_encoding=True)
+        conn.putheader("Content-Length", str(size))
+        conn.endheaders()
+        for chunk in data_chunks(size):
+            conn.send(chunk)
+        resp = conn.getresponse()
+        answer = resp.read()
+        if resp.status // 100 != 2:
+            raise RuntimeError(f"PUT answered {resp.status}: {answer[:300]!r}")
+    finally:
+        conn.close()
+
+
+def http_get(url: str, size: int) -> None:
+    """One streamed GET read into a reused 1 MiB buffer; raises unless all ``size`` bytes came."""
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
+    try:
+        conn.request("GET", u.path + (f"?{u.query}" if u.query else ""))
+        resp = conn.getresponse()
+        if resp.status != 200:
+            raise RuntimeError(f"GET answered {resp.status}: {resp.read()[:300]!r}")
+        buf, got = bytearray(CHUNK), 0
+        while n := resp.readinto(buf):
+            got += n
+        if got != size:
+            raise RuntimeError(f"GET returned {got} of {size} bytes")
+    finally:
+        conn.close()
+
+
+def large(server: Server, idle: dict, opts) -> dict:
+    """A large PUT then GET of the same object, ``--repeat`` times: the best MB/s (other work
+    on the machine only slows a run down) and the mean server CPU seconds per transfer."""
+    size, key = opts.large_mib * MiB, "large.bin"
+    client = server.new_client()
+    server.create_bucket(client, LARGE_BUCKET)
+    urls = {op: server.url(client, op.upper(), LARGE_BUCKET, key) for op in ("put", "get")}
+    meters = {"put": [], "get": []}
+    for _ in range(opts.repeat):
+        for op, call in (("put", http_put), ("get", http_get)):
+            with Meter(server.pids, idle) as m:
+                call(urls[op], size)
+            meters[op].append(m)
+    out = {}
+    for op, runs in meters.items():
+        out[f"{op}_mbs"] = {server.name: size / 1e6 / min(m.wall for m in runs)}
+        out[f"{op}_cpu"] = {name: sum(m.cpu[name] for m in runs) / len(runs) for name in server.pids}
+    return out
+
+
+def listing(server: Server, idle: dict, opts) -> dict:
+    """Fill a bucket with ``--list-keys`` keys, then time one paginated ListObjectsV2 of it."""
+    if not server.s3:
+        return {}
+    clients = [server.new_client() for _ in range(16)]
+    server.create_bucket(clients[0], LIST_BUCKET)
+    keys = [f"dir{i % 10}/key-{i:06d}" for i in range(opts.list_keys)]
+    run_threads(lambda c, k: c.put_object(Bucket=LIST_BUCKET, Key=k, Body=b"x"), clients, keys)
+    with Meter(server.pids, idle) as m:
+        pages = clients[0].get_paginator("list_objects_v2").paginate(Bucket=LIST_BUCKET, MaxKeys=1000)
+        listed = sum(page.get("KeyCount", 0) for page in pages)
+    if listed != len(keys):
+        raise RuntimeError(f"listed {listed} of {len(keys)} keys")
+    return {"list_s": {server.name: m.wall}, "list_cpu": m.cpu}
+
+
+def peak_rss(server: Server, idle: dict, opts) -> dict:
+    """Walrus's VmRSS, then its peak RSS over a ``--big-gib`` PUT and GET (VmHWM reset first)."""
+    if server.name != "walrus":
+        return {}
+    size, key = int(opts.big_gib * GiB), "big.bin"
+    client = server.new_client()
+    put_url = server.url(client, "PUT", LARGE_BUCKET, key)
+    get_url = server.url(client, "GET", LARGE_BUCKET, key)
+    before = status_kib(server.pid, "VmRSS")
+    Path(f"/proc/{server.pid}/clear_refs").write_text("5")
+    http_put(put_url, size)
+    http_get(get_url, size)
+    client.delete_object(Bucket=LARGE_BUCKET, Key=key)
+    return {"rss_before": {"walrus": before / KiB}, "rss_peak": {"walrus": status_kib(server.pid, "VmHWM") / KiB}}
+
+
+WORKLOADS = {"small": small_ops, "large": large, "listing": listing, "rss": peak_rss}
+
+
+# -- running and printing -------------------------------------------------------
+
+
+def bench_server(server: Server, opts, results: dict, failures: dict) -> None:
+    """Every workload against one server; a failed workload is recorded and the next one runs."""
+    idle = idle_rates(server.pids)
+    print(f"{server.name}: idle CPU " + ", ".join(f"{n} {r * 1000:.1f} ms/s" for n, r in idle.items()),
+          file=sys.stderr)
+    for workload, run in WORKLOADS.items():
+        t0 = time.monotonic()
+        try:
+            for metric, values in run(server, idle, opts).items():
+                results.setdefault(metric, {}).update(values)
+        except Exception as e:  # noqa: BLE001 - reported in the table, the run goes on
+            failures[(workload, server.name)] = f"{type(e).__name__}: {e}"
+            traceback.print_exc(file=sys.stderr)
+        print(f"{server.name}: {workload} done in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+
+
+def cell(row: Row, column: str, results: dict, failures: dict) -> str:
+    value = results.get(row.metric, {}).get(column)
+    if value is not None:
+        return row.fmt.format(value)
+    server = "walrus" if column == "clc" else column
+    return "FAILED" if (row.workload, server) in failures else "-"
+
+
+def verdict(row: Row, values: dict) -> tuple[str, str]:
+    """(Walrus / reference, whether the target is met) for a row with a target."""
+    target, walrus = TARGETS.get(row.metric), values.get("walrus")
+    if target is None or walrus is None:
+        return "", ""
+    met = target.met(walrus, values)
+    if met is None:
+        return "", "-"
+    ratio = ""
+    if target.reference and values[target.reference] > 0:
+        ratio = f"{walrus / values[target.reference]:.2f}"
+        if "clc" in values:
+            ratio += f" ({(walrus + values['clc']) / values[target.reference]:.2f} w/ CLC)"
+    return ratio, "yes" if met else "NO"
+
+
+def table(results: dict, failures: dict, servers: list[str]) -> str:
+    columns = (["walrus", "clc"] if "walrus" in servers else []) + [s for s in ("moto", "nginx") if s in servers]
+    heads = {"clc": "CLC (for Walrus)"}
+    header = ["workload", *(heads.get(c, c) for c in columns), "target", "walrus/ref", "met"]
+    lines = [header]
+    for row in ROWS:
+        values = results.get(row.metric, {})
+        target = TARGETS.get(row.metric)
+        lines.append([row.label, *(cell(row, c, results, failures) for c in columns),
+                      target.text if target else "", *verdict(row, values)])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(line, widths)))
+            for line in lines]
+    text.insert(1, "-" * len(text[0]))
+    return "\n".join(text)
+
+
+def notes(opts, failures: dict, load: tuple) -> str:
+    lines = [f"small ops: {opts.ops} per phase, boto3 with one client per thread; large object {opts.large_mib} MiB "
+             f"over http.client, best of {opts.repeat}; listing of {opts.list_keys} keys in pages of 1000; "
+             f"big object {opts.big_gib} GiB.",
+             "server CPU = utime+stime of the process tree from /proc minus its idle rate; CLC (for Walrus) = "
+             "the CLC's CPU in the same Walrus phases, answering Walrus's key lookups (DescribeAccessKey) and "
+             "usage reports; 'w/ CLC' = ratio counting it too.",
+             "Walrus fsyncs every object before answering; nginx's dav PUT does not fsync; "
+             "moto keeps objects in memory.",
+             "load average (1 min) at start and end: {:.2f}, {:.2f}; other work on the machine lowers ops/s and MB/s, "
+             "much less CPU per op.".format(load[0], os.getloadavg()[0])]
+    lines += [f"FAILED {server} {workload}: {message}" for (workload, server), message in failures.items()]
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--only", default=",".join(SERVERS), help="servers to run, comma separated: walrus,moto,nginx")
+    p.add_argument("--ops", type=int, default=2000, help="operations per small-op phase")
+    p.add_argument("--list-keys", type=int, default=10000, help="keys in the listed bucket")
+    p.add_argument("--large-mib", type=int, default=256, help="size of the large PUT/GET object")
+    p.add_argument("--repeat", type=int, default=3, help="large PUT+GET runs; the best counts")
+    p.add_argument("--big-gib", type=float, default=2.0, help="size of the object for Walrus's peak RSS")
+    p.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
+    p.add_argument("--tmpdir", default=None, help="where the servers keep their data (default: system temp)")
+    opts = p.parse_args(argv)
+    if opts.quick:
+        opts.ops, opts.list_keys, opts.large_mib, opts.big_gib = 100, 500, 16, 0.125
+    opts.servers = [s for s in opts.only.split(",") if s]
+    unknown = set(opts.servers) - set(SERVERS)
+    if unknown:
+        p.error(f"unknown server(s): {', '.join(sorted(unknown))}")
+    return opts
+
+
+def main(argv=None) -> int:
+    opts = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    results, failures, load = {}, {}, os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-walrus-", dir=opts.tmpdir) as tmp, \
+            contextlib.ExitStack() as servers:
+        started = [servers.enter_context(STARTERS[name](Path(tmp))) for name in opts.servers]
+        for server in started:
+            bench_server(server, opts, results, failures)
+    print(table(results, failures, opts.servers))
+    print(notes(opts, failures, load))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

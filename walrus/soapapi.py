@@ -614,67 +614,41 @@ def _spyne_error(fault) -> AWSError:
     return AWSError("InternalError", "We encountered an internal error. Please try again.", 500)
 
 
+#: Each SOAP operation: its request and response elements and the SoapFrontend method serving it.
+_OPERATIONS = [
+    ("ListAllMyBuckets", ListAllMyBuckets, ListAllMyBucketsResponse, "list_all_my_buckets"),
+    ("CreateBucket", CreateBucket, CreateBucketResponse, "create_bucket"),
+    ("DeleteBucket", DeleteBucket, DeleteBucketResponse, "delete_bucket"),
+    ("ListBucket", ListBucket, ListBucketResponse, "list_bucket"),
+    ("PutObjectInline", PutObjectInline, PutObjectInlineResponse, "put_object_inline"),
+    ("GetObject", GetObject, GetObjectResponse, "get_object"),
+    ("GetObjectExtended", GetObjectExtended, GetObjectExtendedResponse, "get_object_extended"),
+    ("DeleteObject", DeleteObject, DeleteObjectResponse, "delete_object"),
+    ("GetBucketAccessControlPolicy", GetBucketAccessControlPolicy, GetBucketAccessControlPolicyResponse,
+     "get_bucket_access_control_policy"),
+    ("SetBucketAccessControlPolicy", SetBucketAccessControlPolicy, SetBucketAccessControlPolicyResponse,
+     "set_bucket_access_control_policy"),
+    ("GetObjectAccessControlPolicy", GetObjectAccessControlPolicy, GetObjectAccessControlPolicyResponse,
+     "get_object_access_control_policy"),
+    ("SetObjectAccessControlPolicy", SetObjectAccessControlPolicy, SetObjectAccessControlPolicyResponse,
+     "set_object_access_control_policy"),
+]
+
+
 def soap_application(walrus_app) -> WsgiApplication:
     """The S3 SOAP WSGI app over ``walrus_app`` (mount it where :func:`is_soap_request` says);
     it answers GET /soap?wsdl with its WSDL."""
     frontend = SoapFrontend(walrus_app)
 
-    class AmazonS3(ServiceBase):
-        @soap.operation("ListAllMyBuckets", ListAllMyBuckets, ListAllMyBucketsResponse)
-        def ListAllMyBuckets(ctx, req):
-            return frontend.call(ctx, "ListAllMyBuckets", req, frontend.list_all_my_buckets)
+    def method(name, request_type, response_type, handler):
+        def call(ctx, req):
+            return frontend.call(ctx, name, req, handler)
+        call.__name__ = name
+        return soap.operation(name, request_type, response_type)(call)
 
-        @soap.operation("CreateBucket", CreateBucket, CreateBucketResponse)
-        def CreateBucket(ctx, req):
-            return frontend.call(ctx, "CreateBucket", req, frontend.create_bucket)
-
-        @soap.operation("DeleteBucket", DeleteBucket, DeleteBucketResponse)
-        def DeleteBucket(ctx, req):
-            return frontend.call(ctx, "DeleteBucket", req, frontend.delete_bucket)
-
-        @soap.operation("ListBucket", ListBucket, ListBucketResponse)
-        def ListBucket(ctx, req):
-            return frontend.call(ctx, "ListBucket", req, frontend.list_bucket)
-
-        @soap.operation("PutObjectInline", PutObjectInline, PutObjectInlineResponse)
-        def PutObjectInline(ctx, req):
-            return frontend.call(ctx, "PutObjectInline", req, frontend.put_object_inline)
-
-        @soap.operation("GetObject", GetObject, GetObjectResponse)
-        def GetObject(ctx, req):
-            return frontend.call(ctx, "GetObject", req, frontend.get_object)
-
-        @soap.operation("GetObjectExtended", GetObjectExtended, GetObjectExtendedResponse)
-        def GetObjectExtended(ctx, req):
-            return frontend.call(ctx, "GetObjectExtended", req, frontend.get_object_extended)
-
-        @soap.operation("DeleteObject", DeleteObject, DeleteObjectResponse)
-        def DeleteObject(ctx, req):
-            return frontend.call(ctx, "DeleteObject", req, frontend.delete_object)
-
-        @soap.operation("GetBucketAccessControlPolicy", GetBucketAccessControlPolicy,
-                        GetBucketAccessControlPolicyResponse)
-        def GetBucketAccessControlPolicy(ctx, req):
-            return frontend.call(ctx, "GetBucketAccessControlPolicy", req,
-                                 frontend.get_bucket_access_control_policy)
-
-        @soap.operation("SetBucketAccessControlPolicy", SetBucketAccessControlPolicy,
-                        SetBucketAccessControlPolicyResponse)
-        def SetBucketAccessControlPolicy(ctx, req):
-            return frontend.call(ctx, "SetBucketAccessControlPolicy", req,
-                                 frontend.set_bucket_access_control_policy)
-
-        @soap.operation("GetObjectAccessControlPolicy", GetObjectAccessControlPolicy,
-                        GetObjectAccessControlPolicyResponse)
-        def GetObjectAccessControlPolicy(ctx, req):
-            return frontend.call(ctx, "GetObjectAccessControlPolicy", req,
-                                 frontend.get_object_access_control_policy)
-
-        @soap.operation("SetObjectAccessControlPolicy", SetObjectAccessControlPolicy,
-                        SetObjectAccessControlPolicyResponse)
-        def SetObjectAccessControlPolicy(ctx, req):
-            return frontend.call(ctx, "SetObjectAccessControlPolicy", req,
-                                 frontend.set_object_access_control_policy)
+    AmazonS3 = type("AmazonS3", (ServiceBase,), {
+        name: method(name, request_type, response_type, getattr(frontend, handler))
+        for name, request_type, response_type, handler in _OPERATIONS})
 
     app = Application([AmazonS3], tns=NS, name="AmazonS3", in_protocol=Soap11(validator="lxml"),
                       out_protocol=Soap11(polymorphic=True))

@@ -1,6 +1,7 @@
 """WalrusApp driven by real boto3 over a real socket (cheroot on loopback)."""
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import os
@@ -30,20 +31,26 @@ BOB = Principal("AKIABOB00000000000BB", "bob-secret/key+000000000000000000000000
 KEYS = {c.access_key: c for c in (ALICE, BOB)}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("walrus")
-    store = WalrusStore(root / "bukkits", root / "walrus.db")
-    app = WalrusApp(store, KEYS.get)
-    srv = wsgi.Server(("127.0.0.1", 0), app, numthreads=4)
+@contextlib.contextmanager
+def serving(app, threads: int = 4):
+    """The endpoint URL of ``app`` served by cheroot on a free loopback port, while the block runs."""
+    srv = wsgi.Server(("127.0.0.1", 0), app, numthreads=threads)
     srv.prepare()
     thread = threading.Thread(target=srv.serve, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{srv.bind_addr[1]}", store
+        yield f"http://127.0.0.1:{srv.bind_addr[1]}"
     finally:
         srv.stop()
         thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("walrus")
+    store = WalrusStore(root / "bukkits", root / "walrus.db")
+    with serving(WalrusApp(store, KEYS.get)) as endpoint:
+        yield endpoint, store
 
 
 def client(endpoint, creds=ALICE, signature_version="s3v4", secret=None):

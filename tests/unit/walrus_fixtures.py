@@ -9,7 +9,6 @@ import itertools
 import json
 import os
 import tempfile
-import threading
 from pathlib import Path
 
 import botocore.credentials
@@ -17,10 +16,9 @@ import pytest
 import requests
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
-from cheroot import wsgi
 
 from eucacore.principal import Principal
-from tests.unit.test_walrus_api import ALICE, BOB, client, code, status  # noqa: F401 (re-exported)
+from tests.unit.test_walrus_api import ALICE, BOB, client, code, serving, status  # noqa: F401 (re-exported)
 from walrus.api import WalrusApp
 from walrus.store import WalrusStore
 
@@ -40,15 +38,8 @@ def server():
     with tempfile.TemporaryDirectory(dir=_FAST_DIR, prefix="walrus-test-") as root:
         store = WalrusStore(Path(root) / "bukkits", Path(root) / "walrus.db")
         app = WalrusApp(store, PRINCIPALS.get, max_buckets_per_account=-1)  # a bucket per test
-        srv = wsgi.Server(("127.0.0.1", 0), app, numthreads=8)
-        srv.prepare()
-        thread = threading.Thread(target=srv.serve, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{srv.bind_addr[1]}", store
-        finally:
-            srv.stop()
-            thread.join(10)
+        with serving(app, threads=8) as endpoint:
+            yield endpoint, store
 
 
 @pytest.fixture(scope="module")

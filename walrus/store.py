@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import threading
@@ -191,6 +192,8 @@ def _migration_3(db):
 MIGRATIONS = [_migration_1, _migration_2, _migration_3]
 
 #: The objects columns that make an ObjectInfo, in _object_info's order.
+#: What a bucket's directory may be called (the bucket naming rules); sweep leaves anything else.
+_BUCKET_DIRECTORY = re.compile(r"^[a-z0-9][a-z0-9._-]{2,254}$")
 BUCKET_COLUMNS = "name, owner, created, acl, location"
 OBJECT_COLUMNS = ("bucket, key, size, etag, last_modified, content_type, metadata, headers, owner, acl, "
                   "checksum_algorithm, checksum, parts, file")
@@ -261,14 +264,15 @@ class WalrusStore:
             if not entry.is_dir(follow_symlinks=False):
                 continue
             if entry.name not in buckets:
-                log.info("sweep: removing directory of deleted bucket %s", entry.name)
-                shutil.rmtree(entry.path, ignore_errors=True)
+                if _BUCKET_DIRECTORY.match(entry.name):  # not lost+found or an admin's own folder
+                    log.info("sweep: removing directory of deleted bucket %s", entry.name)
+                    shutil.rmtree(entry.path, ignore_errors=True)
                 continue
             known = {row[0] for row in self.db.execute(
                 "SELECT file FROM objects WHERE bucket = ? UNION ALL SELECT p.file FROM parts p "
                 "JOIN uploads u ON u.upload_id = p.upload_id WHERE u.bucket = ?", [entry.name] * 2)}
             for item in os.scandir(entry.path):
-                if item.name not in known:
+                if item.name not in known and not item.is_dir(follow_symlinks=False):
                     log.info("sweep: removing %s/%s", entry.name, item.name)
                     os.unlink(item.path)
         for name in buckets:

@@ -190,9 +190,12 @@ def test_sweep_removes_crash_leftovers(tmp_path):
     (store.root / "b1" / ".tmp-deadbeef").write_bytes(b"partial")
     (store.root / "b1" / ("0" * 32)).write_bytes(b"renamed, never committed")
     (store.root / "gone").mkdir()  # a deleted bucket's directory
+    (store.root / "lost+found").mkdir()  # the filesystem's, when the storage dir is a mount
+    (store.root / "b1" / "admin-notes").mkdir()
     reopened = WalrusStore(tmp_path / "bukkits", tmp_path / "walrus.db")
-    assert len(files(reopened, "b1")) == 1
+    assert len(files(reopened, "b1")) == 2  # the object's file and the admin's folder
     assert not (reopened.root / "gone").exists()
+    assert (reopened.root / "lost+found").is_dir() and (reopened.root / "b1" / "admin-notes").is_dir()
     assert blobs(reopened) == 1
     _, f = reopened.open_object("b1", "k")
     with f:

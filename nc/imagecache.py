@@ -34,6 +34,11 @@ class ImageCache:
         with self._guard:
             return self._locks.setdefault(image_id, threading.Lock())
 
+    def fetch_image(self, request: dict, prefix: str) -> Path:
+        """The cached copy of the image that an ncRunInstance ``request`` names under ``prefix``
+        ("image", "kernel" or "ramdisk"): its id is ``<prefix>Id``, where to get it ``<prefix>URL``."""
+        return self.fetch(request[f"{prefix}Id"], request[f"{prefix}URL"])
+
     def fetch(self, image_id: str, url: str) -> Path:
         """The cached image, downloading it from ``url`` first if it is not cached."""
         target = self.path(image_id)

@@ -241,11 +241,10 @@ class NodeController:
         starts again from its own disk without fetching anything."""
         files = {}
         self._work(instance_id).mkdir(parents=True, exist_ok=True)  # the console log goes there too
-        for role, id_key, url_key in (("root", "imageId", "imageURL"), ("kernel", "kernelId", "kernelURL"),
-                                      ("ramdisk", "ramdiskId", "ramdiskURL")):
+        for role, prefix in (("root", "image"), ("kernel", "kernel"), ("ramdisk", "ramdisk")):
             target = self._work(instance_id) / role
-            if not target.exists() and request.get(url_key):
-                self._copy_into(target, self.cache.fetch(request[id_key], request[url_key]))
+            if not target.exists() and request.get(f"{prefix}URL"):
+                self._copy_into(target, self.cache.fetch_image(request, prefix))
             if target.exists():
                 files[role] = str(target)
         return files

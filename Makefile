@@ -7,7 +7,9 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := gcc pkg-config libvirt-dev libvirt-daemon libvirt-clients systemd openssh-client openssl \
-                s3cmd rclone
+                s3cmd rclone \
+                libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils dnsmasq-base iptables \
+                busybox-static linux-image-amd64 cpio kmod
 
 .PHONY: deps apt venv cloud-up cloud-down cloud-destroy test unit integration wsdl bench bench-walrus
 

@@ -10,9 +10,12 @@ copy's MD5.
 import hashlib
 import logging
 import os
+import subprocess
 from pathlib import Path
 
 import requests
+
+from nc.hypervisor import disk_format
 
 log = logging.getLogger("eucalyptus.nc.imaging")
 
@@ -28,16 +31,26 @@ class UploadFailed(Exception):
 
 
 def copy_disk(source: Path, target: Path) -> str:
-    """Copy ``source`` to ``target`` (through a temporary name, so a crash leaves no whole-looking
-    copy); the copy's MD5 in hex."""
+    """Copy the disk ``source`` to ``target`` as a raw image (a qcow2 overlay is flattened with
+    its backing image by qemu-img), through a temporary name so a crash leaves no whole-looking
+    copy; the copy's MD5 in hex."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.part")
     md5 = hashlib.md5()
     try:
-        with open(source, "rb") as src, open(tmp, "wb") as dst:
-            while chunk := src.read(_CHUNK):
-                dst.write(chunk)
-                md5.update(chunk)
+        if disk_format(source) == "qcow2":
+            convert = subprocess.run(["qemu-img", "convert", "-O", "raw", str(source), str(tmp)],
+                                     capture_output=True, text=True, timeout=3600)
+            if convert.returncode:
+                raise OSError(f"qemu-img could not copy the disk: {convert.stderr.strip()}")
+            with open(tmp, "rb") as copy:
+                while chunk := copy.read(_CHUNK):
+                    md5.update(chunk)
+        else:
+            with open(source, "rb") as src, open(tmp, "wb") as dst:
+                while chunk := src.read(_CHUNK):
+                    dst.write(chunk)
+                    md5.update(chunk)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -25,10 +25,13 @@ seconds after, even when its instance has ended meanwhile. A task that a restart
 starts again.
 """
 
+import base64
+import binascii
 import json
 import logging
 import os
 import shutil
+import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,8 +41,8 @@ from eucacore.config import Config
 from eucacore.db import Store
 from eucacore.messages import (CREATEIMAGE_CREATING, CREATEIMAGE_FAILED, CREATEIMAGE_SUCCEEDED, GUEST_SHUTDOWN,
                                START_FAILED)
-from nc import imaging
-from nc.hypervisor import InstanceSpec, LibvirtHypervisor, tail
+from nc import imaging, seed
+from nc.hypervisor import Disk, DiskInUse, InstanceSpec, LibvirtHypervisor, disk_format, tail
 from nc.imagecache import ImageCache
 
 log = logging.getLogger("eucalyptus.nc")
@@ -73,7 +76,15 @@ def _schema_v3(db):
     db["image_tasks"].create_index(["instance_id"])
 
 
-MIGRATIONS = [_schema_v1, _schema_v2, _schema_v3]
+def _schema_v4(db):
+    """Volumes attached to instances (ncAttachVolume): where the disk comes from (``remote_dev``:
+    a local device or file, or iscsi://host:port/iqn/lun) and the guest's device name."""
+    db["volumes"].create({"volume_id": str, "instance_id": str, "remote_dev": str, "local_dev": str,
+                          "attached": float}, pk="volume_id")
+    db["volumes"].create_index(["instance_id"])
+
+
+MIGRATIONS = [_schema_v1, _schema_v2, _schema_v3, _schema_v4]
 
 
 class InstanceNotFound(Exception):
@@ -82,6 +93,14 @@ class InstanceNotFound(Exception):
 
 class IncorrectState(Exception):
     """The instance is not in a state that allows the operation."""
+
+
+class VolumeError(Exception):
+    """A volume cannot be attached or detached as asked (``code`` says why, as EC2 would)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass
@@ -130,6 +149,11 @@ class NodeController:
         """Instance records (spec fields plus state), Teardown ones while they are kept."""
         horizon = ids.now() - TEARDOWN_KEEP
         tasks = self._reported_tasks()
+        volumes: dict[str, list[dict]] = {}
+        for v in self.store.db["volumes"].rows:
+            volumes.setdefault(v["instance_id"], []).append(
+                {"volumeId": v["volume_id"], "remoteDev": v["remote_dev"], "localDev": v["local_dev"],
+                 "state": "attached"})
         out = []
         for row in self.store.db["instances"].rows:
             if instance_ids and row["instance_id"] not in instance_ids:
@@ -140,7 +164,8 @@ class NodeController:
             if row["state"] == EXTANT and guest == "SHUTOFF":
                 row = self._guest_shut_down(row["instance_id"])
             record = json.loads(row["spec"])
-            record.update(stateName=row["state"], launchTime=int(row["launch_time"]), guestStateName=guest or "SHUTOFF")
+            record.update(stateName=row["state"], launchTime=int(row["launch_time"]), guestStateName=guest or "SHUTOFF",
+                          volumes=volumes.get(row["instance_id"], []))
             if row["reason"]:
                 record["statusMessage"] = row["reason"]
             if row["instance_id"] in tasks:
@@ -196,7 +221,8 @@ class NodeController:
                             disk_path=files.get("root"), kernel_path=files.get("kernel"),
                             ramdisk_path=files.get("ramdisk"), mac=net.get("privateMacAddress"),
                             bridge=bridge if self.hypervisor.domain_type != "test" else None,
-                            console_path=str(self._work(request["instanceId"]) / "console.log"))
+                            console_path=str(self._work(request["instanceId"]) / "console.log"),
+                            seed_path=files.get("seed"), disks=self._volume_disks(request["instanceId"]))
 
     def _work(self, instance_id: str):
         return self.instance_dir / "work" / instance_id
@@ -231,30 +257,37 @@ class NodeController:
             if row["boots"]:
                 self.hypervisor.power_off(instance_id)
                 self._set_state(instance_id, STOPPED, reason=reason)
-            else:
+            else:  # nothing of a first start stays behind: no domain, no disk
                 self.hypervisor.destroy(instance_id)
                 self._set_state(instance_id, TEARDOWN, reason=reason, terminated_at=ids.now())
+                shutil.rmtree(self._work(instance_id), ignore_errors=True)
 
     def _instance_files(self, instance_id: str, request: dict) -> dict[str, str]:
-        """The instance's own root disk, kernel and ramdisk (those it has): copies of the cached
-        images, made once, so that instances never write into the cache and a stopped instance
-        starts again from its own disk without fetching anything."""
+        """The instance's own files, made once: its root disk, a qcow2 overlay on the cached image
+        (so instances never write into the cache, and a stopped instance starts again from its
+        own disk without fetching anything), its kernel and ramdisk, and its NoCloud seed. The
+        cached images are hard-linked into the instance's directory, so evicting one from the
+        cache never pulls a disk from under a guest."""
+        work = self._work(instance_id)
+        work.mkdir(parents=True, exist_ok=True)  # the console log goes there too
         files = {}
-        self._work(instance_id).mkdir(parents=True, exist_ok=True)  # the console log goes there too
         for role, prefix in (("root", "image"), ("kernel", "kernel"), ("ramdisk", "ramdisk")):
-            target = self._work(instance_id) / role
+            target = work / role
             if not target.exists() and request.get(f"{prefix}URL"):
-                self._copy_into(target, self.cache.fetch_image(request, prefix))
+                cached = self.cache.fetch_image(request, prefix)
+                if role == "root":
+                    _link_into(work / "root.base", cached)
+                    _overlay(target, work / "root.base")
+                else:
+                    _link_into(target, cached)
             if target.exists():
                 files[role] = str(target)
+        seed_path = work / "seed.iso"
+        if not seed_path.exists():
+            seed.build_seed(seed_path, instance_id=instance_id, hostname=instance_id,
+                            user_data=_user_data(request), public_keys=_public_keys(request))
+        files["seed"] = str(seed_path)
         return files
-
-    @staticmethod
-    def _copy_into(target, source) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.part")
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
 
     def terminate_instance(self, instance_id: str) -> tuple[str, str]:
         """Destroy the domain and mark the instance Teardown; returns (previous, new) state."""
@@ -263,7 +296,9 @@ class NodeController:
             previous = row["state"]
             self.hypervisor.destroy(instance_id)
             if previous != TEARDOWN:
-                self._set_state(instance_id, TEARDOWN, reason="terminated", terminated_at=ids.now())
+                with self.store.atomic() as db:
+                    self._set_state(instance_id, TEARDOWN, reason="terminated", terminated_at=ids.now())
+                    db.execute("DELETE FROM volumes WHERE instance_id = ?", [instance_id])
         shutil.rmtree(self._work(instance_id), ignore_errors=True)
         return previous, TEARDOWN
 
@@ -372,6 +407,61 @@ class NodeController:
         with self.store.atomic() as db:
             db["image_tasks"].update(image_id, {"state": state, "finished": ids.now(), "url": "", **changes})
 
+    def _volume_disks(self, instance_id: str) -> list[Disk]:
+        return [Disk(v["remote_dev"], v["local_dev"])
+                for v in self.store.db["volumes"].rows_where("instance_id = ?", [instance_id], order_by="attached")]
+
+    def attach_volume(self, instance_id: str, volume_id: str, remote_dev: str, local_dev: str) -> None:
+        """Attach the volume at ``remote_dev`` to the instance as ``local_dev`` (e.g. /dev/vdc or
+        vdc); the attachment is recorded, so it survives a stop/start and a restart of the NC.
+        Attaching the same volume again to the same place is no change."""
+        target = local_dev.rsplit("/", 1)[-1]
+        if not target.startswith("vd") or target in ("vda", "vdb") or not target[2:].isalpha():
+            raise VolumeError("InvalidParameterValue", f"device {local_dev} is not free for volumes "
+                              "(vdc to vdz; vda is the root disk, vdb the seed)")
+        with self._lock:
+            row = self._row(instance_id)
+            if row["state"] not in (EXTANT, STOPPED):
+                raise IncorrectState(f"instance {instance_id} is {row['state']}: volumes attach to running "
+                                     "or stopped instances")
+            existing = self.store.db["volumes"].get(volume_id) if self.store.db["volumes"].count_where(
+                "volume_id = ?", [volume_id]) else None
+            if existing:
+                if existing["instance_id"] == instance_id and existing["local_dev"] == target:
+                    return
+                raise VolumeError("VolumeInUse", f"{volume_id} is attached to {existing['instance_id']}")
+            try:
+                if self.hypervisor.state(instance_id) is not None:
+                    self.hypervisor.attach_disk(instance_id, Disk(remote_dev, target))
+            except DiskInUse as e:
+                raise VolumeError("InvalidParameterValue", str(e)) from None
+            with self.store.atomic() as db:
+                db["volumes"].insert({"volume_id": volume_id, "instance_id": instance_id, "remote_dev": remote_dev,
+                                      "local_dev": target, "attached": ids.now()})
+        log.info("volume %s attached to %s as %s", volume_id, instance_id, target)
+
+    def detach_volume(self, instance_id: str, volume_id: str, force: bool = False) -> None:
+        """Detach the volume from the instance; with ``force``, forget the attachment even when
+        the hypervisor cannot remove the disk (the guest holds it, or the domain is gone)."""
+        with self._lock:
+            self._row(instance_id)
+            rows = list(self.store.db["volumes"].rows_where("volume_id = ? AND instance_id = ?",
+                                                            [volume_id, instance_id]))
+            if not rows:
+                raise VolumeError("IncorrectState", f"{volume_id} is not attached to {instance_id}")
+            try:
+                if self.hypervisor.state(instance_id) is not None:
+                    self.hypervisor.detach_disk(instance_id, rows[0]["local_dev"])
+            except LookupError:
+                pass  # the disk is not in the domain: nothing to remove
+            except Exception as e:
+                if not force:
+                    raise VolumeError("VolumeInUse", f"cannot detach {volume_id}: {e}") from None
+                log.warning("forced detach of %s from %s: %s", volume_id, instance_id, e)
+            with self.store.atomic() as db:
+                db["volumes"].delete(volume_id)
+        log.info("volume %s detached from %s", volume_id, instance_id)
+
     def console_output(self, instance_id: str) -> bytes:
         """The tail of the instance's serial console log (empty when there is none)."""
         self._row(instance_id)
@@ -422,11 +512,55 @@ class NodeController:
             if _looks_like_instance(name) and known.get(name) in (None, TEARDOWN):
                 log.warning("destroying prodigal domain %s", name)
                 self.hypervisor.destroy(name)
+        work = self.instance_dir / "work"
+        for leftover in (work.iterdir() if work.is_dir() else ()):
+            if known.get(leftover.name) in (None, TEARDOWN):
+                log.warning("removing the disks of ended instance %s", leftover.name)
+                shutil.rmtree(leftover, ignore_errors=True)
 
     def shutdown(self) -> None:
         self.workers.shutdown(wait=False, cancel_futures=True)
         self.power.shutdown(wait=False, cancel_futures=True)
         self.imaging.shutdown(wait=False, cancel_futures=True)
+
+
+def _link_into(target, source) -> None:
+    """``target`` as a hard link of ``source`` (a copy where they are on different filesystems),
+    through a temporary name so that a crash leaves no whole-looking file."""
+    tmp = target.with_name(f".{target.name}.part")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def _overlay(target, base) -> None:
+    """A qcow2 overlay at ``target`` whose backing file is ``base``: the guest's writes go to the
+    overlay, the image stays as it was."""
+    tmp = target.with_name(f".{target.name}.part")
+    try:
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", disk_format(base), "-b", str(base),
+                        str(tmp)], check=True, capture_output=True, text=True, timeout=60)
+    except subprocess.CalledProcessError as e:
+        raise OSError(f"qemu-img could not create the root disk: {e.stderr.strip()}") from None
+    os.replace(tmp, target)
+
+
+def _user_data(request: dict) -> bytes:
+    """The instance's user data: base64 as EC2 carries it (raw text is taken as it is)."""
+    data = request.get("userData") or ""
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return data.encode()
+
+
+def _public_keys(request: dict) -> list[str]:
+    """The key pair's public key, which ncRunInstance's ``keyName`` carries (as the original's)."""
+    key = (request.get("keyName") or "").strip()
+    return [key] if key.startswith(("ssh-", "ecdsa-")) else []
 
 
 def _looks_like_instance(name: str) -> bool:

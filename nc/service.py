@@ -1,5 +1,13 @@
 """The NC's SOAP face: ncRunInstance, ncDescribeInstances, ncDescribeResource, ncTerminateInstance,
-ncRebootInstance, ncStopInstance, ncStartInstance, ncGetConsoleOutput, ncCreateImage.
+ncRebootInstance, ncStopInstance, ncStartInstance, ncGetConsoleOutput, ncCreateImage,
+ncAttachVolume, ncDetachVolume.
+
+ncDescribeResource's ``hypervisor`` says how guests run here: "kvm", "qemu-tcg" (software
+emulation, where /dev/kvm is missing or does not work) or "test" (libvirt's test driver).
+
+ncAttachVolume and ncDetachVolume are the original's (instanceId, volumeId, remoteDev, localDev,
+force): ``remoteDev`` is a local block device or file, or iscsi://host:port/iqn/lun that qemu
+reaches itself; ``localDev`` the guest's device (vdc...).
 
 ncCreateImage carries ``imageId``, ``imageURL`` (a presigned PUT of the image's object in
 Walrus) and ``noReboot``, not the original's volumeId and remoteDev (it made EBS images): it
@@ -20,7 +28,7 @@ from eucacore.messages import (BASE_FIELDS, CREATE_IMAGE_FIELDS, RUN_INSTANCE_FI
                                STOP_INSTANCE_FIELDS, reply, Message, from_dict, instanceType, many, required,
                                to_dict)
 from eucacore.soap import EucaFault, make_application, operation
-from nc.node import IncorrectState, InstanceNotFound, NodeController
+from nc.node import IncorrectState, InstanceNotFound, NodeController, VolumeError
 
 
 class ncRunInstanceType(Message):
@@ -100,6 +108,28 @@ class ncCreateImageResponseType(Message):
     _type_info = list(BASE_FIELDS)
 
 
+class ncAttachVolumeType(Message):
+    _type_info = BASE_FIELDS + [("instanceId", required(Unicode)), ("volumeId", required(Unicode)),
+                                ("remoteDev", required(Unicode)), ("localDev", required(Unicode))]
+
+
+class ncAttachVolumeResponseType(Message):
+    _type_info = list(BASE_FIELDS)
+
+
+class ncDetachVolumeType(Message):
+    _type_info = BASE_FIELDS + [("instanceId", required(Unicode)), ("volumeId", required(Unicode)),
+                                ("remoteDev", Unicode), ("localDev", Unicode), ("force", Boolean)]
+
+
+class ncDetachVolumeResponseType(Message):
+    _type_info = list(BASE_FIELDS)
+
+
+#: How ncDescribeResource names the way guests run.
+HYPERVISOR_NAMES = {"kvm": "kvm", "tcg": "qemu-tcg", "test": "test", "xen": "xen"}
+
+
 def _required(value, name):
     if not value:
         raise EucaFault("InvalidParameter", f"{name} is required")
@@ -114,6 +144,8 @@ def _on_instance(operation, instance_id: str, *args):
         raise EucaFault("InvalidInstanceID.NotFound", f"instance {instance_id} is not on this node")
     except IncorrectState as e:
         raise EucaFault("IncorrectInstanceState", str(e))
+    except VolumeError as e:
+        raise EucaFault(e.code, str(e))
 
 
 def application(node: NodeController | None = None):
@@ -141,7 +173,7 @@ def application(node: NodeController | None = None):
                           memorySizeMax=r.memory_max, memorySizeAvailable=r.memory_free,
                           diskSizeMax=r.disk_max, diskSizeAvailable=r.disk_free,
                           numberOfCoresMax=r.cores_max, numberOfCoresAvailable=r.cores_free,
-                          hypervisor=node.config["HYPERVISOR"], publicSubnets="", iqn="")
+                          hypervisor=HYPERVISOR_NAMES[node.hypervisor.accelerator], publicSubnets="", iqn="")
 
         @operation("ncTerminateInstance", ncTerminateInstanceType, ncTerminateInstanceResponseType)
         def ncTerminateInstance(ctx, req):
@@ -173,5 +205,15 @@ def application(node: NodeController | None = None):
         def ncCreateImage(ctx, req):
             _on_instance(node.create_image, req.instanceId, req.imageId, req.imageURL, bool(req.noReboot))
             return reply(ncCreateImageResponseType, req)
+
+        @operation("ncAttachVolume", ncAttachVolumeType, ncAttachVolumeResponseType)
+        def ncAttachVolume(ctx, req):
+            _on_instance(node.attach_volume, req.instanceId, req.volumeId, req.remoteDev, req.localDev)
+            return reply(ncAttachVolumeResponseType, req)
+
+        @operation("ncDetachVolume", ncDetachVolumeType, ncDetachVolumeResponseType)
+        def ncDetachVolume(ctx, req):
+            _on_instance(node.detach_volume, req.instanceId, req.volumeId, bool(req.force))
+            return reply(ncDetachVolumeResponseType, req)
 
     return make_application([NC], "EucalyptusNC")

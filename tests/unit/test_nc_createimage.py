@@ -6,6 +6,8 @@ upload is tried once more, and the task's end is reported in the instance's reco
 import hashlib
 import http.server
 import os
+import subprocess
+import tempfile
 import threading
 
 import pytest
@@ -80,12 +82,19 @@ def booted(make_node, walrus):
     node = make_node()
     instance_id = launch(node, make_node, imageURL=walrus.url("/images/base.img"))
     disk = node.instance_dir / "work" / instance_id / "root"
-    with open(disk, "r+b") as f:
-        f.seek(4096)
-        f.write(b"written by the guest")
+    # The guest writes into its qcow2 overlay, never into the image.
+    subprocess.run(["qemu-io", "-c", "write -P 0x41 4096 512", str(disk)], check=True, capture_output=True)
+    assert raw_disk(disk) != walrus.objects["/images/base.img"]
     yield node, instance_id
     assert wait_for(lambda: not node.store.db["image_tasks"].count_where("state = 'creating'"))
     node.imaging.shutdown(wait=True)
+
+
+def raw_disk(path) -> bytes:
+    """What the guest sees of its disk at ``path`` (a qcow2 overlay flattened with its image)."""
+    with tempfile.NamedTemporaryFile() as flat:
+        subprocess.run(["qemu-img", "convert", "-O", "raw", str(path), flat.name], check=True, capture_output=True)
+        return flat.read()
 
 
 def task(node, instance_id, image_id):
@@ -104,7 +113,7 @@ def finished(node, instance_id, image_id):
 
 def test_the_uploaded_image_is_the_instance_disk(booted, walrus):
     node, instance_id = booted
-    disk = (node.instance_dir / "work" / instance_id / "root").read_bytes()
+    disk = raw_disk(node.instance_dir / "work" / instance_id / "root")
     node.create_image(instance_id, "emi-00000001", walrus.url("/images/emi-00000001.img"))
     done = finished(node, instance_id, "emi-00000001")
     assert done == {"imageId": "emi-00000001", "stateName": "succeeded", "bytes": len(disk)}
@@ -159,7 +168,7 @@ def test_a_stopped_instance_is_imaged_and_asking_again_is_no_new_task(booted, wa
     node.create_image(instance_id, "emi-00000006", walrus.url("/images/6.img"))
     assert finished(node, instance_id, "emi-00000006")["stateName"] == "succeeded"
     assert len(node.instances([instance_id])[0]["createImageTasks"]) == 1
-    assert walrus.objects["/images/6.img"] == (node.instance_dir / "work" / instance_id / "root").read_bytes()
+    assert walrus.objects["/images/6.img"] == raw_disk(node.instance_dir / "work" / instance_id / "root")
 
 
 def test_refusals(make_node, booted, walrus):
@@ -184,7 +193,7 @@ def test_a_task_interrupted_by_a_restart_starts_again(make_node, booted, walrus)
     restarted = make_node()
     restarted.reconcile()
     assert finished(restarted, instance_id, "emi-00000008")["stateName"] == "succeeded"
-    assert walrus.objects["/images/8.img"] == (node.instance_dir / "work" / instance_id / "root").read_bytes()
+    assert walrus.objects["/images/8.img"] == raw_disk(node.instance_dir / "work" / instance_id / "root")
     restarted.imaging.shutdown(wait=True)
 
 

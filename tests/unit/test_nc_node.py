@@ -7,6 +7,7 @@ import hashlib
 import json
 import http.server
 import os
+import subprocess
 import threading
 import time
 
@@ -16,10 +17,10 @@ from lxml import etree
 
 from eucacore import ids, messages, soap
 from eucacore.config import default_config
-from nc import service as nc_service
+from nc import seed, service as nc_service
 from nc.hypervisor import InstanceSpec
 from nc.imagecache import ImageCache
-from nc.node import IncorrectState, InstanceNotFound, NodeController
+from nc.node import IncorrectState, InstanceNotFound, NodeController, VolumeError
 from tests.cloudharness import poll_until
 from tests.unit.test_soap import call
 
@@ -141,21 +142,52 @@ def test_run_instance_twice_is_one_instance(make_node):
     assert [r["instanceId"] for r in node.instances()] == [instance_id]
 
 
-def test_run_instance_with_image_url_uses_a_copy_of_the_cached_image(make_node, images):
+def test_root_disk_is_a_qcow2_overlay_on_a_hard_link_of_the_cached_image(make_node, images):
     images.files["/bucket/image.img"] = os.urandom(64 * 1024)
     node = make_node()
     instance_id = launch(node, make_node, imageURL=images.url("/bucket/image.img"))
     cached = node.instance_dir / "cache" / "emi-12345678"
-    disk = node.instance_dir / "work" / instance_id / "root"
+    work = node.instance_dir / "work" / instance_id
+    disk, base = work / "root", work / "root.base"
     assert cached.read_bytes() == images.files["/bucket/image.img"]
-    assert disk.read_bytes() == cached.read_bytes()
-    assert not os.path.samefile(disk, cached)  # the instance never writes into the cache
+    assert os.path.samefile(base, cached)  # no copy of the image
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(disk)], capture_output=True,
+                                     check=True).stdout)
+    assert (info["format"], info["backing-filename"], info["virtual-size"]) == ("qcow2", str(base), 64 * 1024)
+    assert disk.stat().st_size < 1024 * 1024  # the overlay holds only what the guest writes
     xml = etree.fromstring(node.hypervisor.conn.lookupByName(instance_id).XMLDesc())
-    assert xml.find("devices/disk/source").get("file") == str(disk)
+    root = xml.xpath("devices/disk[target/@dev='vda']")[0]
+    assert (root.find("source").get("file"), root.find("driver").get("type")) == (str(disk), "qcow2")
 
+    cached.unlink()  # evicted from the cache: the instance keeps its base image
+    assert base.read_bytes() == images.files["/bucket/image.img"]
     node.terminate_instance(instance_id)
-    assert not disk.parent.exists()
-    assert cached.exists()
+    assert not work.exists()
+
+
+def test_every_instance_gets_a_nocloud_seed_with_its_user_data_and_key(make_node):
+    node = make_node()
+    key = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 user@host"
+    instance_id = launch(node, make_node, userData=base64.b64encode(b"#!/bin/sh\necho hello\n").decode(),
+                         keyName=key)
+    seed_path = node.instance_dir / "work" / instance_id / "seed.iso"
+    files = seed.read_seed(seed_path)
+    assert files["label"] == b"cidata"
+    assert files["user-data"] == b"#!/bin/sh\necho hello\n"
+    assert f"instance-id: {instance_id}" in files["meta-data"].decode()
+    assert key in files["meta-data"].decode()
+    xml = etree.fromstring(node.hypervisor.conn.lookupByName(instance_id).XMLDesc())
+    vdb = xml.xpath("devices/disk[target/@dev='vdb']")[0]
+    assert vdb.find("source").get("file") == str(seed_path)
+    assert vdb.find("readonly") is not None
+
+
+def test_an_instance_without_a_key_pair_gets_no_key(make_node):
+    node = make_node()
+    instance_id = launch(node, make_node, keyName="mykey")  # a bare name is not a key
+    files = seed.read_seed(node.instance_dir / "work" / instance_id / "seed.iso")
+    assert "public-keys" not in files["meta-data"].decode()
+    assert files["user-data"] == b""
 
 
 def test_second_instance_of_an_image_does_not_download_again(make_node, images):
@@ -166,7 +198,7 @@ def test_second_instance_of_an_image_does_not_download_again(make_node, images):
     assert images.hits == {"/bucket/image.img": 1}
 
 
-def test_image_that_cannot_be_fetched_ends_in_teardown_with_reason(make_node, images):
+def test_image_that_cannot_be_fetched_ends_in_teardown_with_reason_and_leaves_nothing(make_node, images):
     node = make_node(WALRUS_DOWNLOAD_MAX_ATTEMPTS=1)
     instance_id = ids.new_id("i")
     make_node.domains.append(instance_id)
@@ -175,6 +207,22 @@ def test_image_that_cannot_be_fetched_ends_in_teardown_with_reason(make_node, im
     record = node.instances([instance_id])[0]
     assert "failed to start" in record["statusMessage"]
     assert node.hypervisor.state(instance_id) is None
+    assert not (node.instance_dir / "work" / instance_id).exists()
+
+
+def test_reconcile_removes_the_disks_of_ended_and_unknown_instances(make_node):
+    node = make_node()
+    kept = launch(node, make_node)
+    ended = launch(node, make_node)
+    node.store.db["instances"].update(ended, {"state": "Teardown", "terminated_at": ids.now()})
+    unknown = node.instance_dir / "work" / ids.new_id("i")
+    unknown.mkdir()
+    (unknown / "root").write_bytes(b"disk")
+    make_node().reconcile()
+    assert (node.instance_dir / "work" / kept).is_dir()
+    assert not (node.instance_dir / "work" / ended).exists()
+    assert not unknown.exists()
+    assert node.hypervisor.state(ended) is None
 
 
 def test_terminate_destroys_the_domain_and_reports_teardown(make_node):
@@ -581,3 +629,72 @@ def test_in_process_stop_start_reboot_console(make_node):
     with pytest.raises(soap.EucaFault) as info:
         call(app, "ncStopInstance", nc_service.ncStopInstanceType(instanceId="i-00000000"))
     assert info.value.faultcode == "Client.InvalidInstanceID.NotFound"
+
+
+# -- volumes -----------------------------------------------------------------------------
+
+
+def test_attach_and_detach_a_volume(make_node, tmp_path):
+    node = make_node()
+    instance_id = launch(node, make_node)
+    volume = tmp_path / "vol-1.img"
+    volume.write_bytes(bytes(1024 * 1024))
+    node.attach_volume(instance_id, "vol-11111111", str(volume), "/dev/vdc")
+    node.attach_volume(instance_id, "vol-11111111", str(volume), "/dev/vdc")  # again: no change
+    assert node.instances([instance_id])[0]["volumes"] == [
+        {"volumeId": "vol-11111111", "remoteDev": str(volume), "localDev": "vdc", "state": "attached"}]
+    assert "vdc" in node.hypervisor.disks(instance_id)
+
+    node.stop_instance(instance_id, force=True)
+    assert wait_for(lambda: state_of(node, instance_id) == "Stopped")
+    node.hypervisor.destroy(instance_id)  # the definition is lost: the record is the truth
+    node.start_instance(instance_id)
+    assert wait_for(lambda: state_of(node, instance_id) == "Extant")
+    assert "vdc" in node.hypervisor.disks(instance_id)
+
+    node.detach_volume(instance_id, "vol-11111111")
+    assert node.instances([instance_id])[0]["volumes"] == []
+    assert "vdc" not in node.hypervisor.disks(instance_id)
+
+
+def test_volume_refusals(make_node, tmp_path):
+    node = make_node()
+    first, second = launch(node, make_node), launch(node, make_node)
+    volume = tmp_path / "vol.img"
+    volume.write_bytes(bytes(4096))
+    node.attach_volume(first, "vol-22222222", str(volume), "vdc")
+    with pytest.raises(VolumeError) as e:
+        node.attach_volume(second, "vol-22222222", str(volume), "vdc")
+    assert e.value.code == "VolumeInUse"
+    with pytest.raises(VolumeError) as e:
+        node.attach_volume(first, "vol-33333333", str(volume), "vdc")  # the device is taken
+    assert e.value.code == "InvalidParameterValue"
+    for device in ("vda", "/dev/vdb", "sdc", "vd1"):
+        with pytest.raises(VolumeError):
+            node.attach_volume(first, "vol-44444444", str(volume), device)
+    with pytest.raises(VolumeError) as e:
+        node.detach_volume(second, "vol-22222222")
+    assert e.value.code == "IncorrectState"
+    with pytest.raises(InstanceNotFound):
+        node.attach_volume(ids.new_id("i"), "vol-55555555", str(volume), "vdd")
+    node.terminate_instance(first)  # a terminated instance lets go of its volumes
+    node.attach_volume(second, "vol-22222222", str(volume), "vdc")
+
+
+def test_nc_attach_and_detach_volume_over_soap(make_node, tmp_path):
+    node = make_node()
+    instance_id = launch(node, make_node)
+    volume = tmp_path / "vol.img"
+    volume.write_bytes(bytes(4096))
+    app = nc_service.application(node)
+    call(app, "ncAttachVolume", nc_service.ncAttachVolumeType(instanceId=instance_id, volumeId="vol-66666666",
+                                                              remoteDev=str(volume), localDev="/dev/vdd"))
+    described = call(app, "ncDescribeInstances", nc_service.ncDescribeInstancesType(instanceIds=[instance_id]))
+    assert [(v.volumeId, v.localDev) for v in described.instances[0].volumes] == [("vol-66666666", "vdd")]
+    with pytest.raises(soap.EucaFault) as fault:
+        call(app, "ncDetachVolume", nc_service.ncDetachVolumeType(instanceId=instance_id, volumeId="vol-77777777"))
+    assert "IncorrectState" in fault.value.faultcode
+    call(app, "ncDetachVolume", nc_service.ncDetachVolumeType(instanceId=instance_id, volumeId="vol-66666666"))
+    assert "vdd" not in node.hypervisor.disks(instance_id)
+    resource = call(app, "ncDescribeResource", nc_service.ncDescribeResourceType(resourceType="instance"))
+    assert resource.hypervisor == "test"

@@ -91,13 +91,31 @@ class instanceType(_Model):
                   ("statusMessage", Unicode), ("createImageTasks", many(createImageTaskType))]
 
 
-#: The fields of ncRunInstance, which the CC's RunInstances also carries.
+class bundlePartType(_Model):
+    """One encrypted part of a bundled image: where the node fetches it, and its SHA-1 (hex)."""
+    _type_info = [("url", Unicode), ("digest", Unicode)]
+
+
+class bundleType(_Model):
+    """Not in the original (4.x's "download manifest"): how a node unpacks a bundled image.
+    ``encryptedKey``/``encryptedIv``: the AES-128 key and IV, sealed for the node certificate
+    (eucacore.bundle.seal); ``digest``: SHA-1 (hex) of the tar stream; ``size``: the image's bytes.
+    The CLC signed 4.x's download manifest; here the mutual TLS from CLC to CC to NC vouches for it."""
+    _type_info = [("encryptedKey", Unicode), ("encryptedIv", Unicode), ("digest", Unicode), ("size", Long),
+                  ("parts", many(bundlePartType))]
+
+
+#: The fields of ncRunInstance, which the CC's RunInstances also carries. ``<prefix>URL`` is
+#: the plain URL of the image's object in Walrus (the manifest's, for a bundle), which the NC
+#: fetches signed with its certificate; ``<prefix>Bundle`` is there when the image is a bundle.
+#: ``keyName`` carries the key pair's public key (the OpenSSH line), as the original's did.
 RUN_INSTANCE_FIELDS = [("uuid", Unicode), ("instanceId", Unicode), ("reservationId", Unicode),
                   ("instanceType", virtualMachineType), ("imageId", Unicode), ("imageURL", Unicode),
                   ("kernelId", Unicode), ("kernelURL", Unicode), ("ramdiskId", Unicode),
                   ("ramdiskURL", Unicode), ("ownerId", Unicode), ("accountId", Unicode),
                   ("keyName", Unicode), ("netParams", netConfigType), ("userData", Unicode),
-                  ("launchIndex", Integer), ("platform", Unicode), ("groupNames", many(Unicode))]
+                  ("launchIndex", Integer), ("platform", Unicode), ("groupNames", many(Unicode)),
+                  ("imageBundle", bundleType), ("kernelBundle", bundleType), ("ramdiskBundle", bundleType)]
 
 
 #: The fields the CC's and the NC's operations on one instance share (the CC forwards them).

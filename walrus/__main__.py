@@ -103,13 +103,16 @@ class UsageReporter:
 
 
 def start(config) -> None:
-    """Serve S3 on WALRUS_PORT; signatures are checked against the CLC's access keys."""
+    """Serve S3 on WALRUS_PORT; signatures are checked against the CLC's access keys, and node
+    controllers read images with their certificates (walrus.nodeauth)."""
     from walrus.api import WalrusApp
+    from walrus.nodeauth import NodeAuth
     from walrus.soapapi import is_soap_request, soap_application
     from walrus.store import WalrusStore
 
     store = WalrusStore(config.walrus_storage_dir(), config.state_dir() / "walrus.db")
-    app = WalrusApp(store, CachedLookup(clc_lookup(config)))
+    node_auth = NodeAuth(pki.component_keys(config.keys_dir(), "walrus").ca)
+    app = WalrusApp(store, CachedLookup(clc_lookup(config)), node_auth=node_auth)
     soap = soap_application(app)
 
     def s3_port(environ, start_response):

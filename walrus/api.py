@@ -21,7 +21,7 @@ from eucacore.awsapi.s3 import S3Protocol
 from eucacore.ids import new_request_id
 from eucacore.principal import Principal
 
-from . import acl, chunked
+from . import acl, chunked, nodeauth
 from . import store as st
 from .multipart import MultipartHandlers
 from .objects import NotModified, ObjectHandlers, utc
@@ -97,12 +97,15 @@ class WalrusApp(ObjectHandlers, MultipartHandlers, PostObjectHandler):
     ``lookup(access_key)`` returns the key's :class:`~eucacore.principal.Principal`
     (account, policies, storage quotas and limits) or None; ``service_host`` enables
     virtual-host-style bucket addressing; ``max_buckets_per_account`` is the
-    bucket quota of principals that carry none.
+    bucket quota of principals that carry none; ``node_auth`` (a
+    :class:`walrus.nodeauth.NodeAuth`) lets node controllers read images with
+    their certificates.
     """
 
     def __init__(self, store: st.WalrusStore, lookup, service_host: str | None = None,
-                 max_buckets_per_account: int = 100):
+                 max_buckets_per_account: int = 100, node_auth: nodeauth.NodeAuth | None = None):
         self.store, self.lookup, self.service_host = store, lookup, service_host
+        self.node_auth = node_auth
         self.max_buckets_per_account = max_buckets_per_account
         self.protocol = S3Protocol()
 
@@ -139,10 +142,13 @@ class WalrusApp(ObjectHandlers, MultipartHandlers, PostObjectHandler):
     def _handle(self, environ, request_id, method, raw_path):
         headers = _headers(environ)
         query_string = environ.get("QUERY_STRING", "")
-        credentials = verify_request(
-            service="s3", method=method, raw_path=raw_path, query_string=query_string,
-            headers=headers, body=None, lookup=self.lookup, allow_anonymous=True,
-            service_host=self.service_host)
+        if self.node_auth is not None and self.node_auth.applies(headers):
+            credentials = self.node_auth.verify(method, raw_path, query_string, headers)
+        else:
+            credentials = verify_request(
+                service="s3", method=method, raw_path=raw_path, query_string=query_string,
+                headers=headers, body=None, lookup=self.lookup, allow_anonymous=True,
+                service_host=self.service_host)
         if method == "POST" and headers.get("content-type", "").startswith("multipart/form-data"):
             return self.post_object(environ, request_id, raw_path, headers)
         body = self._body(environ, headers, credentials)
@@ -199,7 +205,11 @@ class WalrusApp(ObjectHandlers, MultipartHandlers, PostObjectHandler):
 
     def authorize(self, principal: Principal | None, operation: str, params: dict) -> None:
         """AccessDenied unless the principal's policies allow the operation's action on its bucket
-        or object (account admins may do everything; ACLs alone govern anonymous requests)."""
+        or object (account admins may do everything; ACLs alone govern anonymous requests; a
+        node controller may only read objects)."""
+        if isinstance(principal, nodeauth.NodePrincipal):
+            nodeauth.check_operation(operation)
+            return
         if principal is None or principal.is_account_admin:
             return
         action, on_object = _ACTIONS.get(operation, (f"s3:{operation}", False))

@@ -12,15 +12,24 @@ ones): the root disk stays on its node, and the instance starts again there. A s
 instance keeps counting against the instances/cores/memory quotas (clc.quotas counts
 every state but shutting-down and terminated), so StartInstances checks no quota;
 resizing a stopped instance checks the difference.
+
+A node fetches each image from Walrus itself, signed with the node certificate: the run
+request names the image object's plain URL and, for a bundle, the parts, their digests and
+the image's key sealed for the node (clc.ec2.manifests, eucacore.bundle).
 """
 
 import base64
 import json
 import logging
+import posixpath
 import uuid
+from urllib.parse import quote
 
-from eucacore import ids, soap
+import botocore.exceptions
+
+from eucacore import bundle, ids, pki, soap
 from eucacore.awsapi.errors import AWSError
+from clc.ec2 import manifests
 from clc.ec2.access import sees_all_accounts
 from clc.ec2.common import Page, apply_filters, copy_present, dry_run, not_found, only_ids
 from clc.ec2.images import visible_image
@@ -33,7 +42,7 @@ from clc.ec2.volumes import detach_instance_volumes
 log = logging.getLogger("eucalyptus.clc.instances")
 
 STATE_CODES = {"pending": 0, "running": 16, "shutting-down": 32, "terminated": 48, "stopping": 64, "stopped": 80}
-IMAGE_URL_LIFETIME = 6 * 3600
+MAX_MANIFEST_BYTES = 1 << 20
 CONSOLE_TAIL = 64 * 1024
 MAX_USER_DATA = 16 * 1024
 MAX_CLIENT_TOKEN = 64
@@ -98,15 +107,83 @@ def _choose_zone(ctx, vm: dict, count: int, zone: str | None) -> tuple[dict, int
     return best, best_free
 
 
+def _object_url(ctx, location: str) -> str:
+    """The plain URL of the Walrus object ``bucket/key``. Nodes fetch it signed with the node
+    certificate (walrus.nodeauth), so it needs no presigned signature and never expires."""
+    base = ctx.cloud.walrus_url()
+    if base is None:
+        raise AWSError("InternalError", "the image store is not available", 500)
+    return f"{base}/{quote(location, safe='/~')}"
+
+
 def _image_url(ctx, image: dict) -> str:
-    """A presigned GET of the image object, so the NC can fetch it without holding credentials."""
+    """Where a node fetches the image's object (for a bundle, its manifest)."""
+    return _object_url(ctx, image["location"])
+
+
+def _unavailable(image: dict, why: str) -> AWSError:
+    return AWSError("InvalidAMIID.Unavailable", f"The image id '[{image['image_id']}]' is not available: {why}")
+
+
+def _manifest_data(ctx, image: dict) -> bytes:
+    """The bundle's manifest, read from Walrus with its owner's credentials (whoever launches it)."""
     owner = ctx.cloud.identity.account_credentials(image["account_id"])
     s3 = ctx.cloud.s3(owner) if owner else None
     if s3 is None:
         raise AWSError("InternalError", "the image store is not available", 500)
     bucket, key = image["location"].split("/", 1)
-    return s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
-                                     ExpiresIn=IMAGE_URL_LIFETIME)
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+        try:
+            data = body.read(MAX_MANIFEST_BYTES + 1)
+        finally:
+            body.close()
+    except botocore.exceptions.ClientError as e:
+        status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        raise _unavailable(image, f"its manifest {image['location']} cannot be read (HTTP {status})") from None
+    except botocore.exceptions.BotoCoreError as e:
+        log.error("Walrus unreachable: %s", e)
+        raise AWSError("InternalError", "the image store is unreachable", 500) from None
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise _unavailable(image, f"its manifest is larger than {MAX_MANIFEST_BYTES} bytes")
+    return data
+
+
+def _bundle(ctx, image: dict) -> dict:
+    """How a node unpacks the bundled ``image`` (messages.bundleType): the manifest's key and IV
+    passed from the cloud's key to the node certificate, its digests, the parts' URLs."""
+    try:
+        download = manifests.parse_download(_manifest_data(ctx, image))
+    except AWSError as e:
+        if e.code != "InvalidManifest":
+            raise
+        raise _unavailable(image, e.message) from None
+    keys_dir = ctx.cloud.config.keys_dir()
+    try:
+        cloud_key = (keys_dir / pki.CA_KEY).read_bytes()
+        node_cert = pki.component_keys(keys_dir, "node").cert.read_bytes()
+    except OSError as e:
+        log.error("cannot pass the key of %s to its node: %s", image["image_id"], e)
+        raise AWSError("InternalError", "the cloud's keys are not at hand to decrypt a bundled image", 500) from None
+    folder = posixpath.dirname(image["location"])
+    try:
+        return manifests.node_bundle(download, cloud_key, node_cert,
+                                     lambda name: _object_url(ctx, posixpath.join(folder, name)))
+    except AWSError as e:
+        raise _unavailable(image, e.message) from None
+
+
+def _image_fields(ctx, image: dict, boot: dict) -> dict:
+    """The run request's fields that tell the node where each image is: ``<prefix>Id``,
+    ``<prefix>URL`` and, for a bundle, ``<prefix>Bundle``. Made before any instance is recorded,
+    so a bundle that cannot be unpacked fails the call rather than its instances."""
+    fields = {}
+    for prefix, row in (("image", image), ("kernel", boot["kernel_id"]), ("ramdisk", boot["ramdisk_id"])):
+        if row:
+            fields[f"{prefix}Id"], fields[f"{prefix}URL"] = row["image_id"], _image_url(ctx, row)
+            if row["location"].endswith(bundle.MANIFEST_SUFFIX):
+                fields[f"{prefix}Bundle"] = _bundle(ctx, row)
+    return fields
 
 
 def _boot_images(ctx, params: dict, image: dict) -> dict[str, dict | None]:
@@ -176,12 +253,6 @@ def run_instances(ctx, params):
     if image["image_type"] != "machine":
         raise AWSError("InvalidParameterValue", f"{image['image_id']} is not a machine image")
     boot = _boot_images(ctx, params, image)
-    for row in (image, *(b for b in boot.values() if b)):
-        if row["location"].endswith(".manifest.xml"):
-            # The NCs fetch raw image objects; decrypting bundles on the way into their cache
-            # comes with the compute issue.  Refuse rather than hand a node a manifest as a disk.
-            raise AWSError("Unsupported", f"{row['image_id']} is a bundled image: node controllers cannot "
-                           "decrypt bundles yet; register the raw disk image instead")
     min_count, max_count = int(params.get("MinCount", 1)), int(params.get("MaxCount", 1))
     if min_count < 1 or max_count < min_count:
         raise AWSError("InvalidParameterValue", "MinCount must be at least 1 and no more than MaxCount")
@@ -198,6 +269,7 @@ def run_instances(ctx, params):
     groups = resolve_groups(ctx, params.get("SecurityGroups"), params.get("SecurityGroupIds"))
     group_names = [g["name"] for g in groups]
     dry_run(params)
+    image_fields = _image_fields(ctx, image, boot)
     cluster, free = _choose_zone(ctx, vm, min_count, zone)
     count = min(max_count, free)
     rows = _new_rows(ctx, params, count, image=image, boot=boot, zone=cluster["partition"], type_name=type_name,
@@ -214,7 +286,7 @@ def run_instances(ctx, params):
         add_tags(ctx, [r["instance_id"] for r in rows], tags, "instance")
     # The cluster holds the groups' rules before their instances run (a push never fails the call).
     ctx.cloud.networks.groups_changed(ctx.account_id, group_names, also=cluster)
-    request = _run_request(ctx, rows, image, boot, min_count)
+    request = _run_request(ctx, rows, image_fields, min_count)
     try:
         reply = ctx.cloud.cc(cluster).RunInstances(**request)
     except (soap.Fault, *soap.TransportError) as e:
@@ -254,22 +326,19 @@ def _new_rows(ctx, params: dict, count: int, *, image: dict, boot: dict, zone: s
     return rows
 
 
-def _run_request(ctx, rows: list[dict], image: dict, boot: dict, min_count: int) -> dict:
-    """The cluster's RunInstances of the new instances ``rows``."""
+def _run_request(ctx, rows: list[dict], image_fields: dict, min_count: int) -> dict:
+    """The cluster's RunInstances of the new instances ``rows``. ``keyName`` carries the key
+    pair's public key, for the instance's NoCloud seed, as the original's did."""
     first, vm = rows[0], _vm(ctx.cloud, rows[0]["instance_type"])
-    request = {
+    key = public_key(ctx.cloud, ctx.account_id, first["key_name"]) if first["key_name"] else None
+    return {
         "correlationId": ctx.request_id, "userId": ctx.credentials.user_id, "reservationId": first["reservation_id"],
         "instanceIds": [r["instance_id"] for r in rows], "uuids": [str(uuid.uuid4()) for _ in rows],
         "macAddresses": [r["mac"] for r in rows], "minCount": min_count, "maxCount": len(rows),
-        "instanceType": vm, "imageId": image["image_id"], "imageURL": _image_url(ctx, image),
-        "ownerId": ctx.account_id, "accountId": ctx.account_id, "keyName": first["key_name"],
+        "instanceType": vm, "ownerId": ctx.account_id, "accountId": ctx.account_id, "keyName": key or "",
         "userData": first["user_data"], "launchIndex": 0, "platform": "linux",
-        "groupNames": [g for g in first["groups"].split(",") if g],
+        "groupNames": [g for g in first["groups"].split(",") if g], **image_fields,
     }
-    for column, field in (("kernel_id", "kernel"), ("ramdisk_id", "ramdisk")):
-        if boot[column]:
-            request[f"{field}Id"], request[f"{field}URL"] = boot[column]["image_id"], _image_url(ctx, boot[column])
-    return request
 
 
 def _end(ctx, instance_ids: list[str], reason: str) -> None:

@@ -30,6 +30,7 @@ really answers (it exists but hangs on some machines), else falls back to TCG wi
 
 import contextlib
 import dataclasses
+import functools
 import glob
 import logging
 import os
@@ -154,11 +155,12 @@ class DomainInfo:
     cpu_time_ns: int
 
 
+@functools.cache
 def kvm_works(device: str = "/dev/kvm", kernel: str | None = None, timeout: float = KVM_PROBE_TIMEOUT) -> bool:
     """Whether KVM really runs guests here: qemu must boot ``kernel`` (the host's newest
     /boot/vmlinuz-*) with KVM to the kernel's first console line within ``timeout``. On these
     machines /dev/kvm opens, creates VMs and even runs a lone ``hlt``, yet a kernel never gets
-    past its decompressor: nothing short of booting one tells."""
+    past its decompressor: nothing short of booting one tells. Asked once per process."""
     kernel = kernel or max(glob.glob("/boot/vmlinuz-*"), default=None)
     if not os.path.exists(device) or not shutil.which(QEMU) or not kernel:
         log.info("KVM: no %s, %s or kernel to probe with: using software emulation (TCG)", device, QEMU)
@@ -242,16 +244,19 @@ class LibvirtHypervisor:
                 iface.insert(0, E.mac(address=spec.mac))
             devices.append(iface)
         if spec.console_path:
-            # A file-backed serial console: what the guest prints survives for GetConsoleOutput.
-            devices.append(E.serial(E.source(path=spec.console_path), E.target(port="0"), type="file"))
-            devices.append(E.console(E.source(path=spec.console_path), E.target(type="serial", port="0"),
-                                     type="file"))
+            # A file-backed serial console: what the guest prints survives for GetConsoleOutput,
+            # appended across reboots, stops and starts as EC2's console output is.
+            devices.append(E.serial(E.source(path=spec.console_path, append="on"), E.target(port="0"),
+                                    type="file"))
+            devices.append(E.console(E.source(path=spec.console_path, append="on"),
+                                     E.target(type="serial", port="0"), type="file"))
         elif self.domain_type != "test":
             devices.append(E.serial(E.target(port="0"), type="pty"))
             devices.append(E.console(E.target(type="serial", port="0"), type="pty"))
+        # ACPI, so that a shutdown is the guest's power button and not the plug pulled.
         dom = E.domain(E.name(spec.instance_id), E.uuid(spec.uuid),
                        E.memory(str(spec.memory_mb * 1024), unit="KiB"), E.vcpu(str(spec.cores)),
-                       os_el, devices, type=self.domain_type)
+                       os_el, E.features(E.acpi(), E.apic()), devices, type=self.domain_type)
         return etree.tostring(dom, encoding="unicode")
 
     def _lookup(self, name: str) -> libvirt.virDomain | None:

@@ -35,6 +35,9 @@ import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from socket import AF_INET
+
+from pyroute2 import IPRoute
 
 from eucacore import ids
 from eucacore.config import Config
@@ -52,6 +55,8 @@ TASK_KEEP = 3600
 #: Seconds a guest has to shut down cleanly before it is powered off (the original's 60).
 SHUTDOWN_GRACE = 60
 PENDING, EXTANT, STOPPING, STOPPED, TEARDOWN = "Pending", "Extant", "Stopping", "Stopped", "Teardown"
+# Neighbour states (linux/neighbour.h) of entries that name no reachable host.
+NUD_INCOMPLETE, NUD_FAILED = 0x01, 0x20
 #: States that hold the node's memory and cores; all but Teardown hold disk.
 _RUNNING = (PENDING, EXTANT, STOPPING)
 
@@ -124,7 +129,7 @@ class NodeController:
         self.hypervisor = hypervisor or LibvirtHypervisor(config["HYPERVISOR"])
         self.instance_dir = config.instance_path()
         self.cache = ImageCache(self.instance_dir / "cache", config["NC_CACHE_SIZE"],
-                                config["WALRUS_DOWNLOAD_MAX_ATTEMPTS"])
+                                config["WALRUS_DOWNLOAD_MAX_ATTEMPTS"], keys_dir=config.keys_dir())
         self.workers = ThreadPoolExecutor(max_workers=config["CONCURRENT_DISK_OPS"], thread_name_prefix="stage")
         # Guests shutting down wait out their grace period here, not in the staging pool.
         self.power = ThreadPoolExecutor(max_workers=4, thread_name_prefix="power")
@@ -154,6 +159,7 @@ class NodeController:
             volumes.setdefault(v["instance_id"], []).append(
                 {"volumeId": v["volume_id"], "remoteDev": v["remote_dev"], "localDev": v["local_dev"],
                  "state": "attached"})
+        addresses = self._addresses() if self.hypervisor.domain_type != "test" else {}
         out = []
         for row in self.store.db["instances"].rows:
             if instance_ids and row["instance_id"] not in instance_ids:
@@ -168,11 +174,27 @@ class NodeController:
                           volumes=volumes.get(row["instance_id"], []))
             if row["reason"]:
                 record["statusMessage"] = row["reason"]
+            mac = ((record.get("netParams") or {}).get("privateMacAddress") or "").lower()
+            if row["state"] == EXTANT and mac in addresses:
+                record.setdefault("netParams", {})["privateIp"] = addresses[mac]
             if row["instance_id"] in tasks:
                 record["createImageTasks"] = tasks[row["instance_id"]]
                 record["createImageStateName"] = tasks[row["instance_id"]][-1]["stateName"]
             out.append(record)
         return out
+
+    @staticmethod
+    def _addresses() -> dict[str, str]:
+        """IPv4 address by MAC, from the host's neighbour (ARP) table: in SYSTEM mode an instance
+        gets its address from the LAN's DHCP, and the node learns it as the original's CC did,
+        from the traffic it sees."""
+        try:
+            with IPRoute() as ip:
+                return {n.get_attr("NDA_LLADDR"): n.get_attr("NDA_DST") for n in ip.get_neighbours(family=AF_INET)
+                        if n.get_attr("NDA_LLADDR") and n["state"] not in (NUD_FAILED, NUD_INCOMPLETE)}
+        except OSError as e:
+            log.warning("cannot read the neighbour table: %s", e)
+            return {}
 
     def _reported_tasks(self) -> dict[str, list[dict]]:
         """CreateImage tasks running or finished within TASK_KEEP, by instance, oldest first."""
@@ -274,12 +296,10 @@ class NodeController:
         for role, prefix in (("root", "image"), ("kernel", "kernel"), ("ramdisk", "ramdisk")):
             target = work / role
             if not target.exists() and request.get(f"{prefix}URL"):
-                cached = self.cache.fetch_image(request, prefix)
+                linked = work / "root.base" if role == "root" else target
+                self._link_cached(linked, request, prefix)
                 if role == "root":
-                    _link_into(work / "root.base", cached)
-                    _overlay(target, work / "root.base")
-                else:
-                    _link_into(target, cached)
+                    _overlay(target, linked)
             if target.exists():
                 files[role] = str(target)
         seed_path = work / "seed.iso"
@@ -288,6 +308,17 @@ class NodeController:
                             user_data=_user_data(request), public_keys=_public_keys(request))
         files["seed"] = str(seed_path)
         return files
+
+    def _link_cached(self, target, request: dict, prefix: str) -> None:
+        """Hard-link the cached image into ``target``; fetched again if another launch evicted it
+        between the fetch and the link."""
+        for attempt in (1, 2):
+            try:
+                _link_into(target, self.cache.fetch_image(request, prefix))
+                return
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
 
     def terminate_instance(self, instance_id: str) -> tuple[str, str]:
         """Destroy the domain and mark the instance Teardown; returns (previous, new) state."""

@@ -30,7 +30,7 @@ OPERATIONS = {
                      "ConfigureNetwork", "DescribeNetworks"},
     "EucalyptusNC": {"ncRunInstance", "ncDescribeInstances", "ncDescribeResource", "ncTerminateInstance",
                      "ncRebootInstance", "ncStopInstance", "ncStartInstance", "ncGetConsoleOutput",
-                     "ncCreateImage"},
+                     "ncCreateImage", "ncAttachVolume", "ncDetachVolume"},
     "EucalyptusSC": {"CreateStorageVolume", "DeleteStorageVolume", "DescribeStorageVolumes"},
     "EucalyptusCLC": {"DescribeAccessKey", "ReportUsage"},
 }

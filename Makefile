@@ -9,9 +9,10 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := gcc pkg-config libvirt-dev libvirt-daemon libvirt-clients systemd openssh-client openssl \
                 s3cmd rclone \
                 libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils dnsmasq-base iptables \
-                busybox-static linux-image-amd64 cpio kmod
+                busybox-static linux-image-amd64 cpio kmod dosfstools mtools syslinux syslinux-common
 
-.PHONY: deps apt venv cloud-up cloud-down cloud-destroy test unit integration wsdl bench bench-walrus
+.PHONY: deps apt venv libvirtd cloud-up cloud-down cloud-destroy test unit integration wsdl bench bench-walrus \
+        bench-launch bench-cc
 
 deps: apt venv
 
@@ -30,10 +31,17 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	touch $@
 
-cloud-up: deps
+# libvirtd for qemu:///system where there is no systemd to start it: Debian's qemu driver wants
+# the libvirt-qemu user (libvirt-daemon-system would make it), and guests run as root so that
+# they read the cloud's files. .cloud/run/libvirtd.ours marks a libvirtd that we started.
+libvirtd:
 	@if [ -x /usr/sbin/libvirtd ] && ! pgrep -x libvirtd >/dev/null; then \
+	  getent passwd libvirt-qemu >/dev/null || useradd --system --user-group --no-create-home libvirt-qemu; \
+	  [ -e /etc/libvirt/qemu.conf ] || printf 'user = "root"\ngroup = "root"\n' > /etc/libvirt/qemu.conf; \
 	  mkdir -p /var/log/libvirt .cloud/run; (pgrep -x virtlogd >/dev/null || /usr/sbin/virtlogd -d) && \
 	  /usr/sbin/libvirtd -d && touch .cloud/run/libvirtd.ours && echo "libvirtd: started"; fi
+
+cloud-up: deps libvirtd
 	$(PY) -m eucacore.devcloud up
 
 cloud-down:
@@ -63,3 +71,10 @@ bench-walrus: deps
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends nginx; }
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
 	$(PY) bench/bench_walrus.py $(ARGS)
+
+bench-launch: deps libvirtd
+	$(PY) bench/bench_launch.py $(ARGS)
+
+bench-cc: deps
+	$(PY) bench/bench_cc_burst.py
+	$(PY) bench/bench_cc_scale.py $(ARGS)

@@ -176,8 +176,9 @@ def test_attach_and_detach_a_disk(driver, tmp_path):
     assert "vdc" in driver.hv.disks(spec.instance_id)
     with pytest.raises(DiskInUse):
         driver.hv.attach_disk(spec.instance_id, Disk(str(volume), "vdc"))
-    if driver.real:  # the running guest's kernel sees the new disk
-        wait_until(lambda: b"vdc" in driver.console(spec.instance_id), 30, "the guest to see vdc")
+    if driver.real:  # the running guest's kernel sees the new disk (named in the order it finds disks)
+        wait_until(lambda: b"16384 512-byte logical blocks" in driver.console(spec.instance_id), 30,
+                   "the guest to see the 8 MiB disk")
     driver.hv.detach_disk(spec.instance_id, "vdc")
     assert "vdc" not in driver.hv.disks(spec.instance_id)
     with pytest.raises(LookupError):

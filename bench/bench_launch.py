@@ -15,7 +15,6 @@ stopped and removed at the end, however the run ends.
 """
 
 import argparse
-import base64
 import os
 import statistics
 import sys
@@ -64,8 +63,7 @@ def launch_once(ec2, image_id: str, real: bool, timeout: float = 300) -> tuple[f
                 if described["State"]["Name"] == "running":
                     running = now
             if real and booted is None:
-                output = ec2.get_console_output(InstanceId=instance_id).get("Output") or ""
-                if BOOTED in base64.b64decode(output).decode(errors="replace"):
+                if BOOTED in (ec2.get_console_output(InstanceId=instance_id).get("Output") or ""):  # decoded
                     booted = now
             if running is not None and (booted is not None or not real):
                 return running, booted

@@ -42,7 +42,7 @@ def setup_logging(config: Config, name: str) -> None:
         root.addHandler(handler)
     except OSError as e:
         root.warning("no log file: %s", e)
-    for noisy in ("zeep", "urllib3", "spyne", "botocore", "cheroot"):
+    for noisy in ("zeep", "urllib3", "spyne", "botocore", "cheroot", "pyroute2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # spyne logs every client fault with a traceback; a fault sent back is an answer, not an error.
     logging.getLogger("spyne.application.client").setLevel(logging.CRITICAL)

@@ -45,8 +45,8 @@ def register(cloud, image: guestimage.GuestImage) -> str:
     s3.create_bucket(Bucket="bench")
     for key, path in (("kernel", image.kernel), ("ramdisk", image.ramdisk), ("disk", image.disk)):
         s3.upload_file(str(path), "bench", key)
-    eki = ec2.register_image(ImageLocation="bench/kernel", Name="k", KernelId="true")["ImageId"]
-    eri = ec2.register_image(ImageLocation="bench/ramdisk", Name="r", RamdiskId="true")["ImageId"]
+    eki = ec2.register_image(ImageLocation="bench/kernel", Name="bench-kernel", KernelId="true")["ImageId"]
+    eri = ec2.register_image(ImageLocation="bench/ramdisk", Name="bench-ramdisk", RamdiskId="true")["ImageId"]
     return ec2.register_image(ImageLocation="bench/disk", Name="guest", KernelId=eki, RamdiskId=eri)["ImageId"]
 
 

@@ -1,11 +1,19 @@
-"""Choosing a node for an instance: GREEDY, ROUNDROBIN and POWERSAVE, as the original's SCHEDPOLICY."""
+"""Choosing a node for an instance: GREEDY, ROUNDROBIN and POWERSAVE, as the original's SCHEDPOLICY,
+and the capacity that placements hold until their node's reports count it.
 
+GREEDY fills the first node (in NODES order) before the next; ROUNDROBIN takes the nodes in
+turn, from where the last placement left off; POWERSAVE fills the nodes that already hold
+instances before it wakes an idle one (the cluster reports idle nodes, which the original
+powered off).
+"""
+
+import threading
 from dataclasses import dataclass
 
 
 @dataclass
 class NodeCapacity:
-    """A node as the scheduler sees it: where it is and what it has free."""
+    """A node as the scheduler sees it: where it is, what it has free, how many instances it holds."""
 
     name: str
     memory_free: int
@@ -52,3 +60,61 @@ class Scheduler:
                 node.take(memory, cores, disk)
                 return node
         return None
+
+
+@dataclass
+class Reservation:
+    """One placement's size, and when its node acknowledged it (None: not yet)."""
+
+    memory: int
+    cores: int
+    disk: int
+    acknowledged: float | None = None
+
+
+class Reservations:
+    """Capacity held by placements (new instances, restarts) that a node's reported free
+    resources may not count yet.
+
+    A reservation is made before the node is asked, so that concurrent requests never
+    place more on a node than it has. It is given back when the node refuses, or once a
+    poll of the node that began after the node acknowledged the placement has read the
+    node's resources: those count the instance, so holding it longer would count it twice,
+    and a poll that began earlier may have read figures without it.
+    """
+
+    def __init__(self):
+        self._held: dict[str, dict[str, Reservation]] = {}
+        self._lock = threading.Lock()
+
+    def reserve(self, node: str, key: str, memory: int, cores: int, disk: int) -> None:
+        with self._lock:
+            self._held.setdefault(node, {})[key] = Reservation(memory, cores, disk)
+
+    def acknowledge(self, node: str, key: str, when: float) -> None:
+        with self._lock:
+            held = self._held.get(node, {}).get(key)
+            if held is not None:
+                held.acknowledged = when
+
+    def release(self, node: str, key: str) -> None:
+        with self._lock:
+            self._held.get(node, {}).pop(key, None)
+
+    def settle(self, node: str, asked: float) -> None:
+        """A poll of ``node`` that began at ``asked`` has read its resources."""
+        with self._lock:
+            held = self._held.get(node, {})
+            for key in [k for k, r in held.items() if r.acknowledged is not None and r.acknowledged < asked]:
+                del held[key]
+
+    def drop_node(self, node: str) -> None:
+        """The node is down: its capacity is gone, and what was held on it with it."""
+        with self._lock:
+            self._held.pop(node, None)
+
+    def held(self, node: str) -> tuple[int, int, int, int]:
+        """(memory, cores, disk, placements) held on ``node``."""
+        with self._lock:
+            held = list(self._held.get(node, {}).values())
+        return (sum(r.memory for r in held), sum(r.cores for r in held), sum(r.disk for r in held), len(held))

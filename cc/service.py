@@ -1,6 +1,10 @@
 """The CC's SOAP face: RunInstances, DescribeInstances, DescribeResources, TerminateInstances,
-RebootInstances, StopInstance, StartInstance, GetConsoleOutput, CreateImage, ConfigureNetwork,
-DescribeNetworks.
+RebootInstances, StopInstance, StartInstance, GetConsoleOutput, CreateImage, AttachVolume,
+DetachVolume, ConfigureNetwork, DescribeNetworks.
+
+RunInstances starts ``minCount`` instances at least (of ``instanceIds``) or none, and answers
+the records of those it started; it fails with InsufficientInstanceCapacity when the cluster's
+nodes have no room for ``minCount``.
 
 Stop, start, console output and CreateImage go to the node that runs the instance (its faults
 come back as the CC's). StopInstance's ``force`` and StartInstance's ``instanceType`` are ours,
@@ -14,12 +18,27 @@ groups the rules name), ``deletedGroupNames`` and ``complete`` (these are all th
 groups: forget the others). DescribeNetworks answers the original's mode fields and, ours,
 ``groups``: every stored group with its rules (of the accounts ``accountIds``, when given), for
 the networking layer and for tests.
+
+AttachVolume and DetachVolume are the original's (instanceId, volumeId, remoteDev, localDev;
+DetachVolume's force) and go to the node that runs the instance.
+
+DescribeInstances answers, besides the original's ``instances``, ours: ``nodes`` (each node's
+serviceTag and status: enabled, idle, down or unknown, as in DescribeResources) and a version
+of the view: ``epoch`` (this CC process) and ``version``. A caller that passes back the
+``epoch`` and ``sinceVersion`` of its last answer gets the instances changed since then and
+``goneInstanceIds`` (the ones no longer reported), with ``complete`` false; otherwise (or when
+that version is too old) every instance, with ``complete`` true. This keeps the CLC's poll of a
+cluster of 10,000 instances small; and its answers, by cc.fastsoap (``wsgi_app``), fast.
 """
 
-from spyne import Boolean, ComplexModel, Integer, ServiceBase, Unicode
+import contextlib
 
-from cc.cluster import (ClusterController, InvalidRules, NoCapacity, NodeRefused, NodeUnreachable,
-                        UnknownInstance)
+from spyne import Boolean, ComplexModel, Integer, Long, ServiceBase, Unicode
+
+from cc.cluster import ClusterController, NoCapacity, NodeRefused, NodeUnreachable, UnknownInstance
+from eucacore.fastsoap import FastAnswers
+from cc.netgroups import InvalidRules
+from eucacore import soap
 from eucacore.messages import (BASE_FIELDS, CREATE_IMAGE_FIELDS, RUN_INSTANCE_FIELDS, START_INSTANCE_FIELDS,
                                STOP_INSTANCE_FIELDS, reply, Message, TNS, from_dict, instanceType, many,
                                required, to_dict, virtualMachineType)
@@ -35,23 +54,24 @@ class RunInstancesResponseType(Message):
     _type_info = BASE_FIELDS + [("instances", many(instanceType))]
 
 
+class nodeType(ComplexModel):
+    __namespace__ = TNS
+    _type_info = [("serviceTag", Unicode), ("iqn", Unicode), ("status", Unicode)]
+
+
 class DescribeInstancesType(Message):
-    _type_info = BASE_FIELDS + [("instanceIds", many(Unicode))]
+    _type_info = BASE_FIELDS + [("instanceIds", many(Unicode)), ("epoch", Unicode), ("sinceVersion", Long)]
 
 
 class DescribeInstancesResponseType(Message):
-    _type_info = BASE_FIELDS + [("instances", many(instanceType))]
+    _type_info = BASE_FIELDS + [("instances", many(instanceType)), ("nodes", many(nodeType)), ("epoch", Unicode),
+                                ("version", Long), ("complete", Boolean), ("goneInstanceIds", many(Unicode))]
 
 
 class resourceType(ComplexModel):
     __namespace__ = TNS
     _type_info = [("instanceType", virtualMachineType), ("maxInstances", Integer),
                   ("availableInstances", Integer)]
-
-
-class nodeType(ComplexModel):
-    __namespace__ = TNS
-    _type_info = [("serviceTag", Unicode), ("iqn", Unicode), ("status", Unicode)]
 
 
 class DescribeResourcesType(Message):
@@ -110,6 +130,24 @@ class CreateImageResponseType(Message):
     _type_info = list(BASE_FIELDS)
 
 
+class AttachVolumeType(Message):
+    _type_info = BASE_FIELDS + [("instanceId", required(Unicode)), ("volumeId", required(Unicode)),
+                                ("remoteDev", required(Unicode)), ("localDev", required(Unicode))]
+
+
+class AttachVolumeResponseType(Message):
+    _type_info = list(BASE_FIELDS)
+
+
+class DetachVolumeType(Message):
+    _type_info = BASE_FIELDS + [("instanceId", required(Unicode)), ("volumeId", required(Unicode)),
+                                ("remoteDev", Unicode), ("localDev", Unicode), ("force", Boolean)]
+
+
+class DetachVolumeResponseType(Message):
+    _type_info = list(BASE_FIELDS)
+
+
 class networkRuleType(ComplexModel):
     """One rule of the original's ConfigureNetwork: traffic that ``destUserName``'s group
     ``destName`` lets in: ``protocol`` tcp | udp | icmp | all, ports (ICMP: type and code; -1:
@@ -147,10 +185,11 @@ class DescribeNetworksResponseType(Message):
                                 ("groups", many(securityGroupType))]
 
 
-def _on_instance(operation, instance_id: str, *args):
-    """``operation(instance_id, ...)`` of the cluster, its refusals as faults the CLC reads."""
+@contextlib.contextmanager
+def _faults(instance_id: str | None = None):
+    """The cluster's refusals as faults the CLC reads."""
     try:
-        return operation(instance_id, *args)
+        yield
     except UnknownInstance:
         raise EucaFault("InvalidInstanceID.NotFound", f"instance {instance_id} is not in this cluster")
     except NoCapacity as e:
@@ -161,6 +200,35 @@ def _on_instance(operation, instance_id: str, *args):
         raise EucaFault("Unavailable", str(e), client=False)
 
 
+def _on_instance(operation, instance_id: str, *args):
+    """``operation(instance_id, ...)`` of the cluster, its refusals as faults."""
+    with _faults(instance_id):
+        return operation(instance_id, *args)
+
+
+def _nodes(cluster: ClusterController) -> list[dict]:
+    return [{"serviceTag": n["name"], "iqn": "", "status": n["status"]} for n in cluster.nodes()]
+
+
+def describe_instances(cluster: ClusterController, request: dict) -> dict:
+    """DescribeInstances' answer, as a dict: the instances asked for, else what changed since
+    the request's ``epoch`` and ``sinceVersion`` (or all); the nodes; the view's version."""
+    version, gone, complete = cluster.view.version, [], False
+    if request.get("instanceIds"):
+        records = cluster.instances(request["instanceIds"])
+    else:
+        records, gone, complete = cluster.view.changes_since(request.get("epoch"), request.get("sinceVersion"))
+    return {"correlationId": request.get("correlationId"), "userId": request.get("userId"), "return": True,
+            "instances": records, "nodes": _nodes(cluster), "epoch": cluster.view.epoch, "version": version,
+            "complete": complete, "goneInstanceIds": gone}
+
+
+def wsgi_app(cluster: ClusterController):
+    """The CC's WSGI application: spyne's, with DescribeInstances (thousands of records)
+    answered by cc.fastsoap."""
+    return FastAnswers(soap.wsgi_app(application(cluster)), "EucalyptusCC",
+                       {"DescribeInstances": lambda request: describe_instances(cluster, request)})
+
 
 def application(cluster: ClusterController | None = None):
     """The CC's spyne application, serving ``cluster``."""
@@ -169,32 +237,28 @@ def application(cluster: ClusterController | None = None):
         @operation("RunInstances", RunInstancesType, RunInstancesResponseType)
         def RunInstances(ctx, req):
             request = to_dict(req)
-            for key in ("minCount", "maxCount", "netNames", "correlationId", "userId", "statusMessage", "return"):
+            for key in ("maxCount", "netNames", "correlationId", "userId", "statusMessage", "return"):
                 request.pop(key, None)
             if not request.get("instanceIds"):
                 raise EucaFault("InvalidParameter", "instanceIds is required")
-            try:
+            with _faults():
                 records = cluster.run_instances(request)
-            except NoCapacity as e:
-                raise EucaFault("InsufficientInstanceCapacity", str(e))
             return reply(RunInstancesResponseType, req, instances=[from_dict(instanceType, r) for r in records])
 
         @operation("DescribeInstances", DescribeInstancesType, DescribeInstancesResponseType)
         def DescribeInstances(ctx, req):
-            records = cluster.instances(req.instanceIds or None)
-            return reply(DescribeInstancesResponseType, req, instances=[from_dict(instanceType, r) for r in records])
+            return from_dict(DescribeInstancesResponseType, describe_instances(cluster, to_dict(req)))
 
         @operation("DescribeResources", DescribeResourcesType, DescribeResourcesResponseType)
         def DescribeResources(ctx, req):
             vm_types = [to_dict(v) for v in (req.instanceTypes or [])]
             resources = cluster.resources(vm_types)
-            nodes = cluster.nodes()
+            nodes = _nodes(cluster)
             return reply(DescribeResourcesResponseType, req,
                           resources=[resourceType(instanceType=from_dict(virtualMachineType, r["instanceType"]),
                                                   maxInstances=r["maxInstances"],
                                                   availableInstances=r["availableInstances"]) for r in resources],
-                          serviceTags=[n["name"] for n in nodes],
-                          nodes=[nodeType(serviceTag=n["name"], iqn="", status=n["status"]) for n in nodes])
+                          serviceTags=[n["serviceTag"] for n in nodes], nodes=[from_dict(nodeType, n) for n in nodes])
 
         @operation("TerminateInstances", TerminateInstancesType, TerminateInstancesResponseType)
         def TerminateInstances(ctx, req):
@@ -225,6 +289,17 @@ def application(cluster: ClusterController | None = None):
         def CreateImage(ctx, req):
             _on_instance(cluster.create_image, req.instanceId, req.imageId, req.imageURL, bool(req.noReboot))
             return reply(CreateImageResponseType, req)
+
+        @operation("AttachVolume", AttachVolumeType, AttachVolumeResponseType)
+        def AttachVolume(ctx, req):
+            _on_instance(cluster.attach_volume, req.instanceId, req.volumeId, req.remoteDev, req.localDev)
+            return reply(AttachVolumeResponseType, req)
+
+        @operation("DetachVolume", DetachVolumeType, DetachVolumeResponseType)
+        def DetachVolume(ctx, req):
+            _on_instance(cluster.detach_volume, req.instanceId, req.volumeId, req.remoteDev, req.localDev,
+                         bool(req.force))
+            return reply(DetachVolumeResponseType, req)
 
         @operation("ConfigureNetwork", ConfigureNetworkType, ConfigureNetworkResponseType)
         def ConfigureNetwork(ctx, req):

@@ -27,6 +27,8 @@ from spyne import Boolean, Integer, Long, ServiceBase, Unicode
 from eucacore.messages import (BASE_FIELDS, CREATE_IMAGE_FIELDS, RUN_INSTANCE_FIELDS, START_INSTANCE_FIELDS,
                                STOP_INSTANCE_FIELDS, reply, Message, from_dict, instanceType, many, required,
                                to_dict)
+from eucacore import soap
+from eucacore.fastsoap import FastAnswers
 from eucacore.soap import EucaFault, make_application, operation
 from nc.node import IncorrectState, InstanceNotFound, NodeController, VolumeError
 
@@ -217,3 +219,10 @@ def application(node: NodeController | None = None):
             return reply(ncDetachVolumeResponseType, req)
 
     return make_application([NC], "EucalyptusNC")
+
+
+def wsgi_app(node: NodeController):
+    """The NC's WSGI application: spyne's, with ncDescribeInstances (the CC's poll, dozens of
+    records an answer) written straight from the records by eucacore.fastsoap."""
+    return FastAnswers(soap.wsgi_app(application(node)), "EucalyptusNC", {"ncDescribeInstances": lambda request: {
+        "return": True, "instances": node.instances(request.get("instanceIds") or None)}})

@@ -1,6 +1,11 @@
 """Instances' status and attributes: DescribeInstanceStatus, DescribeInstanceAttribute,
 ModifyInstanceAttribute (the instances themselves and their changes of state are in
-clc.ec2.instances)."""
+clc.ec2.instances).
+
+DescribeInstanceStatus reports an instance whose node does not answer (its cluster reports the
+node down; clc.poller records it) as EC2 reports one whose host failed: its state as it was,
+the system status ``impaired`` (reachability failed, since the node went down) and the
+instance status ``insufficient-data``."""
 
 import base64
 
@@ -13,24 +18,40 @@ from clc.ec2.instances import (BEHAVIOR_COLUMN, MAX_USER_DATA, ROOT_DEVICE, STAT
 
 # -- DescribeInstanceStatus --------------------------------------------------------------------------
 
-def _status(row: dict) -> tuple[str, str]:
-    """(status, reachability) of both the instance and system checks: we check no more than
-    that the instance runs."""
-    return {"running": ("ok", "passed"), "pending": ("initializing", "initializing")}.get(
-        row["state"], ("not-applicable", ""))
+def _summary(status: str, reachability: str, since: float | None = None) -> dict:
+    """A status check summary: its status and its one detail, reachability."""
+    detail = {"Name": "reachability", "Status": reachability}
+    if since:
+        detail["ImpairedSince"] = ids.isoformat(since)
+    return {"Status": status, "Details": [detail] if reachability else []}
 
 
-def _status_summary(row: dict) -> dict:
-    status, reachability = _status(row)
-    details = [{"Name": "reachability", "Status": reachability}] if reachability else []
-    return {"Status": status, "Details": details}
+def _checks(row: dict, node: dict | None) -> tuple[dict, dict]:
+    """(instance status, system status) of the instance: we check no more than that it runs,
+    and that its node answers. On a node that does not answer (its cluster reports it down) the
+    system check has failed since the node went down, and of the instance itself nothing is known."""
+    if row["state"] not in ("running", "pending"):
+        return _summary("not-applicable", ""), _summary("not-applicable", "")
+    if node is not None and node["state"] == "NOTREADY":
+        return (_summary("insufficient-data", "insufficient-data"),
+                _summary("impaired", "failed", node["last_seen"]))
+    summary = _summary("ok", "passed") if row["state"] == "running" else _summary("initializing", "initializing")
+    return summary, summary
+
+
+def _check_filters(checks: dict[str, tuple[dict, dict]]) -> dict:
+    def getter(which: int, part: str):
+        def get(r):
+            summary = checks[r["instance_id"]][which]
+            return summary["Status"] if part == "status" else [d["Status"] for d in summary["Details"]]
+        return get
+    return {f"{name}.{part}": getter(which, part) for which, name in enumerate(("instance-status", "system-status"))
+            for part in ("status", "reachability")}
 
 
 _STATUS_FILTERS = {
     "availability-zone": lambda r: r["zone"], "instance-state-name": lambda r: r["state"],
-    "instance-state-code": lambda r: STATE_CODES[r["state"]], "instance-status.status": lambda r: _status(r)[0],
-    "system-status.status": lambda r: _status(r)[0], "instance-status.reachability": lambda r: _status(r)[1],
-    "system-status.reachability": lambda r: _status(r)[1], "event.code": lambda r: [],
+    "instance-state-code": lambda r: STATE_CODES[r["state"]], "event.code": lambda r: [],
     "event.description": lambda r: [], "event.instance-event-id": lambda r: [], "event.not-after": lambda r: [],
     "event.not-before": lambda r: [], "event.not-before-deadline": lambda r: [],
 }
@@ -40,12 +61,15 @@ def describe_instance_status(ctx, params):
     rows, page = requested_instances(ctx, params)
     if not params.get("IncludeAllInstances"):
         rows = [r for r in rows if r["state"] == "running"]
-    rows = apply_filters(rows, params.get("Filters"), _STATUS_FILTERS)
+    nodes = {n["name"]: n for n in ctx.cloud.components("node")}
+    checks = {r["instance_id"]: _checks(r, nodes.get(r["node"])) for r in rows}
+    rows = apply_filters(rows, params.get("Filters"), {**_STATUS_FILTERS, **_check_filters(checks)})
     dry_run(params)
     rows, more = page.of(sorted(rows, key=lambda r: r["instance_id"]), lambda r: r["instance_id"])
     return {"InstanceStatuses": [{"InstanceId": r["instance_id"], "AvailabilityZone": r["zone"],
-                                  "InstanceState": state_dict(r["state"]), "InstanceStatus": _status_summary(r),
-                                  "SystemStatus": _status_summary(r), "Events": []} for r in rows], **more}
+                                  "InstanceState": state_dict(r["state"]),
+                                  "InstanceStatus": checks[r["instance_id"]][0],
+                                  "SystemStatus": checks[r["instance_id"]][1], "Events": []} for r in rows], **more}
 
 
 # -- instance attributes -----------------------------------------------------------------------------

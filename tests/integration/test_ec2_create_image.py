@@ -4,6 +4,8 @@ becomes available, and an instance of the new image boots from that copy."""
 
 import hashlib
 import os
+import subprocess
+import tempfile
 
 import botocore.exceptions
 import pytest
@@ -23,6 +25,13 @@ def _run(ec2, image_id: str) -> str:
     return instance_id
 
 
+def _flat(disk) -> bytes:
+    """What a guest sees of its disk (a qcow2 overlay flattened with its image)."""
+    with tempfile.NamedTemporaryFile() as flat:
+        subprocess.run(["qemu-img", "convert", "-O", "raw", str(disk), flat.name], check=True, capture_output=True)
+        return flat.read()
+
+
 def _node_dir(cloud):
     return cloud.root / "var/lib/eucalyptus/instances"
 
@@ -34,11 +43,11 @@ def test_create_image_of_a_running_instance_and_run_it(cloud):
     s3.put_object(Bucket="ci-source", Key="base.img", Body=os.urandom(96 * 1024))
     base = ec2.register_image(ImageLocation="ci-source/base.img", Name="ci-base")["ImageId"]
     source = _run(ec2, base)
-    disk = _node_dir(cloud) / "work" / source / "root"
-    with open(disk, "r+b") as f:  # what the guest wrote since it booted
-        f.seek(8192)
-        f.write(b"installed packages")
-    expected = disk.read_bytes()
+    disk = _node_dir(cloud) / "work" / source / "root"  # a qcow2 overlay on the image
+    # What the guest wrote since it booted, written as qemu would.
+    subprocess.run(["qemu-io", "-c", "write -P 0x42 8192 512", str(disk)], check=True, capture_output=True)
+    expected = _flat(disk)
+    assert expected[8192:8704] == b"\x42" * 512
 
     image_id = ec2.create_image(InstanceId=source, Name="ci-made",
                                 Description="made of a running instance")["ImageId"]
@@ -60,7 +69,7 @@ def test_create_image_of_a_running_instance_and_run_it(cloud):
     copy = _run(ec2, image_id)
     cached = _node_dir(cloud) / "cache" / image_id
     assert hashlib.sha256(cached.read_bytes()).digest() == hashlib.sha256(expected).digest()
-    assert (_node_dir(cloud) / "work" / copy / "root").read_bytes() == expected
+    assert _flat(_node_dir(cloud) / "work" / copy / "root") == expected
     ec2.terminate_instances(InstanceIds=[copy, source])
     for instance_id in (copy, source):
         wait_for(lambda: _state(ec2, instance_id) == "terminated", timeout=120, what=f"{instance_id} terminated")

@@ -2,7 +2,9 @@
 each reached by zeep through the NC's WSGI application in-process (no sockets): reboot,
 stop, start, console output and CreateImage go to the node that runs the instance, the cache
 follows, and the nodes' refusals come back as the CC's faults. ConfigureNetwork stores each
-security group's whole rule set durably, and DescribeNetworks reads them back."""
+security group's whole rule set durably, and DescribeNetworks reads them back.
+
+The placement tests (test_cc_placement.py) use the same cluster."""
 
 import base64
 import threading
@@ -23,22 +25,35 @@ from tests.unit.test_soap import call
 SMALL = {"name": "m1.small", "memory": 128, "cores": 1, "disk": 1}
 
 
+class HookedTransport(InProcessTransport):
+    """An in-process transport that runs ``before_reply(operation)`` after the app answered,
+    before the caller sees the answer."""
+
+    before_reply = None
+
+    def post(self, address, message, headers):
+        response = super().post(address, message, headers)
+        if self.before_reply:
+            self.before_reply(headers.get("SOAPAction", "").strip('"'))
+        return response
+
+
 def soap_proxy(service: str, app, path: str):
     """(a zeep proxy of ``service`` reaching the spyne ``app`` in-process, its transport)."""
-    transport = InProcessTransport(soap.wsgi_app(app))
+    transport = HookedTransport(soap.wsgi_app(app))
     client = zeep.Client(str(soap.WSDL_DIR / f"{service}.wsdl"), transport=transport)
     return client.create_service(f"{{{soap.TNS}}}{service}", f"https://localhost{path}"), transport
 
 
 class NodeLink:
     """What ``ClusterController.nc(node)`` returns: zeep calls to the node's SOAP application,
-    recorded in ``calls``; ``down`` makes the node unreachable."""
+    the operations recorded in ``calls``; ``down`` makes the node unreachable, and
+    ``before_reply(operation)`` runs after the node answered, before the caller sees it."""
 
     def __init__(self, node: NodeController):
         self.node, self.calls = node, []
         self.proxy, self.transport = soap_proxy("EucalyptusNC", nc_service.application(node),
                                                 "/axis2/services/EucalyptusNC")
-        self.before_reply = None  # a hook run after the node answered, before the caller sees it
 
     @property
     def down(self):
@@ -48,37 +63,52 @@ class NodeLink:
     def down(self, value):
         self.transport.down = value
 
+    @property
+    def before_reply(self):
+        return self.transport.before_reply
+
+    @before_reply.setter
+    def before_reply(self, hook):
+        self.transport.before_reply = hook
+
     def __getattr__(self, operation):
+        if operation.startswith("_"):  # zeep's own parts (the polls use them)
+            return getattr(self.proxy, operation)
+
         def invoke(**fields):
             self.calls.append((operation, fields))
-            answer = getattr(self.proxy, operation)(**fields)
-            if self.before_reply:
-                self.before_reply(operation)
-            return answer
+            return getattr(self.proxy, operation)(**fields)
         return invoke
+
+
+def make_cluster(tmp_path, nodes: dict[str, dict], **settings):
+    """A ClusterController of ``nodes`` (name -> the NC's settings, e.g. MAX_CORES), each a real
+    NodeController reached in-process, polled once; ``cc.ncs`` holds their NodeLinks."""
+    cc = ClusterController(default_config(EUCALYPTUS=str(tmp_path / "cc"), NODES=" ".join(nodes), **settings))
+    cc.ncs = {name: NodeLink(NodeController(default_config(EUCALYPTUS=str(tmp_path / name), HYPERVISOR="test",
+                                                           **caps)))
+              for name, caps in nodes.items()}
+    cc.nc = lambda name: cc.ncs[name]
+    cc.poll_once()
+    return cc
+
+
+def close_cluster(cc):
+    cc.stop()
+    for link in cc.ncs.values():
+        nc = link.node
+        nc.workers.shutdown(wait=True)
+        nc.power.shutdown(wait=True)
+        for record in nc.instances():
+            nc.hypervisor.destroy(record["instanceId"])
 
 
 @pytest.fixture
 def cluster(tmp_path):
     """A CC of two nodes, node-a (small: 512 MB, 2 cores) and node-b."""
-    made = []
-
-    def node(name, **caps):
-        nc = NodeController(default_config(EUCALYPTUS=str(tmp_path / name), HYPERVISOR="test", **caps))
-        made.append(nc)
-        return NodeLink(nc)
-
-    cc = ClusterController(default_config(EUCALYPTUS=str(tmp_path / "cc"), NODES="node-a node-b",
-                                          SCHEDPOLICY="GREEDY"))
-    cc.ncs = {"node-a": node("node-a", MAX_MEM=512, MAX_CORES=2), "node-b": node("node-b")}
-    cc.nc = lambda name: cc.ncs[name]
-    cc.poll_once()
+    cc = make_cluster(tmp_path, {"node-a": {"MAX_MEM": 512, "MAX_CORES": 2}, "node-b": {}}, SCHEDPOLICY="GREEDY")
     yield cc
-    for nc in made:
-        nc.workers.shutdown(wait=True)
-        nc.power.shutdown(wait=True)
-        for record in nc.instances():
-            nc.hypervisor.destroy(record["instanceId"])
+    close_cluster(cc)
 
 
 def cached_state(cc, instance_id):
@@ -170,7 +200,6 @@ def test_a_poll_that_read_before_a_stop_does_not_undo_it(cluster):
     def stop_after_the_read(operation):
         if operation == "ncDescribeInstances" and not stopped.is_set():
             stopped.set()
-            nc.before_reply = None
             cluster.stop_instance(instance_id)
     nc.before_reply = stop_after_the_read
     cluster.poll_once()  # read Extant, then the stop came in, then this poll writes
@@ -256,8 +285,8 @@ def test_create_image_goes_to_the_node_and_its_report_comes_back_through_the_cac
     finally:
         walrus.httpd.shutdown()
         walrus.httpd.server_close()
-        for nc in cluster.ncs.values():
-            nc.node.imaging.shutdown(wait=True)
+        for link in cluster.ncs.values():
+            link.node.imaging.shutdown(wait=True)
 
 
 # -- security groups' rules (ConfigureNetwork, DescribeNetworks) ---------------------------

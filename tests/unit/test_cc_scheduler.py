@@ -1,8 +1,8 @@
-"""cc.scheduler: GREEDY, ROUNDROBIN and POWERSAVE placement, capacity accounting."""
+"""cc.scheduler: GREEDY, ROUNDROBIN and POWERSAVE placement, capacity accounting, reservations."""
 
 import pytest
 
-from cc.scheduler import NodeCapacity, Scheduler
+from cc.scheduler import NodeCapacity, Reservations, Scheduler
 
 
 def nodes(count=3, memory=1024, cores=4, disk=50, running=None):
@@ -81,3 +81,32 @@ def test_exact_fit_is_a_fit():
 def test_unknown_policy(policy):
     with pytest.raises(ValueError, match="unknown scheduling policy"):
         Scheduler(policy)
+
+
+# -- reservations ----------------------------------------------------------------------------------
+
+
+def test_a_reservation_holds_until_a_poll_begun_after_its_acknowledgement():
+    held = Reservations()
+    held.reserve("node0", "i-1", 256, 1, 5)
+    held.reserve("node0", "i-2", 256, 1, 5)
+    assert held.held("node0") == (512, 2, 10, 2)
+    held.settle("node0", asked=100.0)  # neither acknowledged yet: the node may not have them
+    assert held.held("node0")[3] == 2
+    held.acknowledge("node0", "i-1", 101.0)
+    held.acknowledge("node0", "i-2", 99.0)
+    held.settle("node0", asked=100.0)  # read before i-1 was acknowledged, after i-2 was
+    assert held.held("node0") == (256, 1, 5, 1)
+    held.settle("node0", asked=102.0)
+    assert held.held("node0") == (0, 0, 0, 0)
+
+
+def test_a_refused_placement_and_a_down_node_hold_nothing():
+    held = Reservations()
+    held.reserve("node0", "i-1", 256, 1, 5)
+    held.reserve("node1", "i-2", 256, 1, 5)
+    held.release("node0", "i-1")
+    held.drop_node("node1")
+    assert held.held("node0") == held.held("node1") == (0, 0, 0, 0)
+    held.acknowledge("node1", "i-2", 1.0)  # acknowledged after the node went down: nothing to hold
+    assert held.held("node1") == (0, 0, 0, 0)

@@ -27,7 +27,7 @@ REGENERATE = "run python -c 'from eucacore import soap; soap.generate_wsdls()'"
 OPERATIONS = {
     "EucalyptusCC": {"RunInstances", "DescribeInstances", "DescribeResources", "TerminateInstances",
                      "RebootInstances", "StopInstance", "StartInstance", "GetConsoleOutput", "CreateImage",
-                     "ConfigureNetwork", "DescribeNetworks"},
+                     "ConfigureNetwork", "DescribeNetworks", "AttachVolume", "DetachVolume"},
     "EucalyptusNC": {"ncRunInstance", "ncDescribeInstances", "ncDescribeResource", "ncTerminateInstance",
                      "ncRebootInstance", "ncStopInstance", "ncStartInstance", "ncGetConsoleOutput",
                      "ncCreateImage", "ncAttachVolume", "ncDetachVolume"},

@@ -39,9 +39,9 @@ from cc.cluster import ClusterController, NoCapacity, NodeRefused, NodeUnreachab
 from eucacore.fastsoap import FastAnswers
 from cc.netgroups import InvalidRules
 from eucacore import soap
-from eucacore.messages import (BASE_FIELDS, CREATE_IMAGE_FIELDS, RUN_INSTANCE_FIELDS, START_INSTANCE_FIELDS,
-                               STOP_INSTANCE_FIELDS, reply, Message, TNS, from_dict, instanceType, many,
-                               required, to_dict, virtualMachineType)
+from eucacore.messages import (ATTACH_VOLUME_FIELDS, BASE_FIELDS, CREATE_IMAGE_FIELDS, DETACH_VOLUME_FIELDS,
+                               RUN_INSTANCE_FIELDS, START_INSTANCE_FIELDS, STOP_INSTANCE_FIELDS, reply, Message, TNS,
+                               from_dict, instanceType, many, required, to_dict, virtualMachineType)
 from eucacore.soap import EucaFault, make_application, operation
 
 
@@ -131,8 +131,7 @@ class CreateImageResponseType(Message):
 
 
 class AttachVolumeType(Message):
-    _type_info = BASE_FIELDS + [("instanceId", required(Unicode)), ("volumeId", required(Unicode)),
-                                ("remoteDev", required(Unicode)), ("localDev", required(Unicode))]
+    _type_info = BASE_FIELDS + ATTACH_VOLUME_FIELDS
 
 
 class AttachVolumeResponseType(Message):
@@ -140,8 +139,7 @@ class AttachVolumeResponseType(Message):
 
 
 class DetachVolumeType(Message):
-    _type_info = BASE_FIELDS + [("instanceId", required(Unicode)), ("volumeId", required(Unicode)),
-                                ("remoteDev", Unicode), ("localDev", Unicode), ("force", Boolean)]
+    _type_info = BASE_FIELDS + DETACH_VOLUME_FIELDS
 
 
 class DetachVolumeResponseType(Message):

@@ -121,6 +121,11 @@ RUN_INSTANCE_FIELDS = [("uuid", Unicode), ("instanceId", Unicode), ("reservation
 #: The fields the CC's and the NC's operations on one instance share (the CC forwards them).
 STOP_INSTANCE_FIELDS = [("instanceId", required(Unicode)), ("force", Boolean)]
 START_INSTANCE_FIELDS = [("instanceId", required(Unicode)), ("instanceType", virtualMachineType)]
+#: ncAttachVolume / ncDetachVolume, the original's fields (the CC's Attach/DetachVolume forward them).
+ATTACH_VOLUME_FIELDS = [("instanceId", required(Unicode)), ("volumeId", required(Unicode)),
+                        ("remoteDev", required(Unicode)), ("localDev", required(Unicode))]
+DETACH_VOLUME_FIELDS = [("instanceId", required(Unicode)), ("volumeId", required(Unicode)),
+                        ("remoteDev", Unicode), ("localDev", Unicode), ("force", Boolean)]
 CREATE_IMAGE_FIELDS = [("instanceId", required(Unicode)), ("imageId", required(Unicode)),
                        ("imageURL", required(Unicode)), ("noReboot", Boolean)]
 

@@ -24,11 +24,11 @@ import base64
 
 from spyne import Boolean, Integer, Long, ServiceBase, Unicode
 
-from eucacore.messages import (BASE_FIELDS, CREATE_IMAGE_FIELDS, RUN_INSTANCE_FIELDS, START_INSTANCE_FIELDS,
-                               STOP_INSTANCE_FIELDS, reply, Message, from_dict, instanceType, many, required,
-                               to_dict)
 from eucacore import soap
 from eucacore.fastsoap import FastAnswers
+from eucacore.messages import (ATTACH_VOLUME_FIELDS, BASE_FIELDS, CREATE_IMAGE_FIELDS, DETACH_VOLUME_FIELDS,
+                               RUN_INSTANCE_FIELDS, START_INSTANCE_FIELDS, STOP_INSTANCE_FIELDS, reply, Message,
+                               from_dict, instanceType, many, required, to_dict)
 from eucacore.soap import EucaFault, make_application, operation
 from nc.node import IncorrectState, InstanceNotFound, NodeController, VolumeError
 
@@ -111,8 +111,7 @@ class ncCreateImageResponseType(Message):
 
 
 class ncAttachVolumeType(Message):
-    _type_info = BASE_FIELDS + [("instanceId", required(Unicode)), ("volumeId", required(Unicode)),
-                                ("remoteDev", required(Unicode)), ("localDev", required(Unicode))]
+    _type_info = BASE_FIELDS + ATTACH_VOLUME_FIELDS
 
 
 class ncAttachVolumeResponseType(Message):
@@ -120,8 +119,7 @@ class ncAttachVolumeResponseType(Message):
 
 
 class ncDetachVolumeType(Message):
-    _type_info = BASE_FIELDS + [("instanceId", required(Unicode)), ("volumeId", required(Unicode)),
-                                ("remoteDev", Unicode), ("localDev", Unicode), ("force", Boolean)]
+    _type_info = BASE_FIELDS + DETACH_VOLUME_FIELDS
 
 
 class ncDetachVolumeResponseType(Message):

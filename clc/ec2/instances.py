@@ -395,13 +395,16 @@ def _instance(row: dict, tags: list[dict] = (), groups: list[dict] = ()) -> dict
     return out
 
 
-def _visible_instances(ctx, every_account: bool = False) -> list[dict]:
+def _visible_instances(ctx, every_account: bool = False, wanted: list[str] | None = None) -> list[dict]:
     """The caller's account's instances (every account's for the cloud admin's verbose view),
-    with the terminated ones of the last ``cloud.vmstate.terminated_time`` minutes."""
+    with the terminated ones of the last ``cloud.vmstate.terminated_time`` minutes; only those
+    of ``wanted`` when given (read by id, not by scanning the account's instances)."""
     horizon = ids.now() - 60 * ctx.cloud.properties.get("cloud.vmstate.terminated_time")
     where, args = "(state != 'terminated' OR updated >= ?)", [horizon]
     if not every_account:
         where, args = "account_id = ? AND " + where, [ctx.account_id, horizon]
+    if wanted:
+        where, args = "instance_id IN (SELECT value FROM json_each(?)) AND " + where, [json.dumps(wanted), *args]
     return list(ctx.cloud.store.db["instances"].rows_where(where, args, order_by="launch_time, launch_index"))
 
 
@@ -460,7 +463,7 @@ def requested_instances(ctx, params: dict) -> tuple[list[dict], Page]:
     if wanted and params.get("MaxResults") is not None:
         raise AWSError("InvalidParameterCombination",
                        "The parameter instancesSet cannot be used with the parameter maxResults")
-    rows = _visible_instances(ctx, every_account)
+    rows = _visible_instances(ctx, every_account, list(wanted) if wanted else None)
     return only_ids(rows, wanted, "instance_id", "InvalidInstanceID.NotFound", "instance ID"), page
 
 

@@ -77,4 +77,4 @@ bench-launch: deps libvirtd
 
 bench-cc: deps
 	$(PY) bench/bench_cc_burst.py
-	$(PY) bench/bench_cc_scale.py --fast-nc $(ARGS)
+	$(PY) bench/bench_cc_scale.py $(ARGS)

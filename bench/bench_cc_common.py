@@ -32,10 +32,10 @@ def status_kib(pid: int, field: str = "VmRSS") -> int:
 
 class BenchCloud:
     """A cloud of ``zones`` (name -> number of nodes), its nodes served ``per_host`` to a process
-    (``fast_nc``: their ncDescribeInstances answered by cc.fastsoap, see bench_cc_nchost.py)."""
+    (served as the NC daemon serves them, see bench_cc_nchost.py)."""
 
-    def __init__(self, root: Path, zones: dict[str, int], per_host: int, fast_nc: bool = False, **settings):
-        self.root, self.zone_sizes, self.per_host, self.fast_nc = Path(root), zones, per_host, fast_nc
+    def __init__(self, root: Path, zones: dict[str, int], per_host: int, **settings):
+        self.root, self.zone_sizes, self.per_host = Path(root), zones, per_host
         self.cloud = Cloud(self.root, zones={z: Zone(nodes=[]) for z in zones}, **settings)
         taken = {*self.cloud.ports.values(), *(h.port for h in self.cloud.hosts.values())}
         ports = iter(p for p in free_ports(sum(zones.values()) + len(taken)) if p not in taken)
@@ -58,7 +58,7 @@ class BenchCloud:
         host_dir = self.root / f"nchost-{number}"
         host_dir.mkdir(parents=True, exist_ok=True)
         spec = host_dir / "spec.json"
-        spec.write_text(json.dumps({"keys": str(self.cloud.keys_dir()), "fast": self.fast_nc,
+        spec.write_text(json.dumps({"keys": str(self.cloud.keys_dir()),
                                     "nodes": [{"root": str(host_dir / f"nc-{p}"), "port": p} for p in ports]}))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(BENCH_DIR), str(ROOT)]))
         return launch("bench_cc_nchost", spec, host_dir / "stderr", timeout=120, env=env)

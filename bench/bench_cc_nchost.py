@@ -10,10 +10,9 @@ one is shared by a whole process), and each port serves with two threads.
 
     python bench/bench_cc_nchost.py --config SPEC.json
 
-SPEC.json: {"nodes": [{"root": DIR, "port": PORT}, ...], "keys": KEYS_DIR, "fast": BOOL}. Each
-root gets a copy of KEYS_DIR (the node's key pair, as on a real node). With "fast", each
-node's ncDescribeInstances is answered by cc.fastsoap rather than spyne (what the NC itself
-would gain from it: the CC benchmarks' --fast-nc). The process says READY=1 to
+SPEC.json: {"nodes": [{"root": DIR, "port": PORT}, ...], "keys": KEYS_DIR}. Each root gets a
+copy of KEYS_DIR (the node's key pair, as on a real node), and each node is served by the NC
+daemon's own WSGI application (nc.service.wsgi_app). The process says READY=1 to
 $NOTIFY_SOCKET once every port listens, as the daemons do, and stops on SIGTERM.
 """
 
@@ -27,12 +26,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from eucacore import pki, soap  # noqa: E402
+from eucacore import pki  # noqa: E402
 from eucacore.config import default_config  # noqa: E402
 from eucacore.serving import Listener, serve  # noqa: E402
 from nc.hypervisor import LibvirtHypervisor  # noqa: E402
 from nc.node import NodeController  # noqa: E402
-from nc.service import application, wsgi_app  # noqa: E402
+from nc.service import wsgi_app  # noqa: E402
 
 HOST_CORES, HOST_MEMORY_MIB = 64, 64 * 1024
 
@@ -45,15 +44,15 @@ def host_definition(path: Path) -> Path:
     return path
 
 
-def node_listener(root: Path, port: int, keys: Path, host: Path, fast: bool) -> tuple[Listener, NodeController]:
-    """One node controller at ``root`` and the listener that serves it on ``port`` (``fast``: its
-    ncDescribeInstances answered by cc.fastsoap)."""
+def node_listener(root: Path, port: int, keys: Path, host: Path) -> tuple[Listener, NodeController]:
+    """One node controller at ``root`` and the listener that serves it on ``port``, as the NC daemon
+    serves it."""
     shutil.copytree(keys, root / "var/lib/eucalyptus/keys", dirs_exist_ok=True)
     config = default_config(EUCALYPTUS=str(root), HYPERVISOR="test", NC_PORT=port, BIND_ADDR="127.0.0.1")
     hypervisor = LibvirtHypervisor("test")
     hypervisor.uri = f"test://{host}"  # a private test driver of the simulated host
     node = NodeController(config, hypervisor)
-    app = wsgi_app(node) if fast else soap.wsgi_app(application(node))
+    app = wsgi_app(node)
     listener = Listener(f"nc-{port}", app, "127.0.0.1", port,
                         keys=pki.component_keys(config.keys_dir(), "node"), allowed_peers=frozenset({"cluster"}),
                         threads=2)
@@ -69,7 +68,7 @@ def main() -> None:
     first = Path(spec["nodes"][0]["root"])
     first.mkdir(parents=True, exist_ok=True)
     host = host_definition(first.parent / f"host-{first.name}.xml")
-    served = [node_listener(Path(n["root"]), n["port"], Path(spec["keys"]), host, spec.get("fast", False))
+    served = [node_listener(Path(n["root"]), n["port"], Path(spec["keys"]), host)
               for n in spec["nodes"]]
     serve([listener for listener, _ in served], on_stop=lambda: [node.shutdown() for _, node in served])
 

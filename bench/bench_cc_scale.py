@@ -76,12 +76,10 @@ def main() -> None:
     parser.add_argument("--nc-poll", type=int, default=5, help="NC_POLLING_FREQUENCY, s")
     parser.add_argument("--clc-poll", type=int, default=5, help="CLC_POLLING_FREQUENCY, s")
     parser.add_argument("--measure", type=float, default=60, help="seconds of each measuring phase")
-    parser.add_argument("--fast-nc", action="store_true",
-                        help="the NCs answer ncDescribeInstances by cc.fastsoap (see bench_cc_nchost.py)")
     args = parser.parse_args()
     zones = {f"zone-{chr(ord('a') + z)}": args.nodes // args.zones for z in range(args.zones)}
     with tempfile.TemporaryDirectory(prefix="bench-cc-scale-") as tmp:
-        bench = BenchCloud(Path(tmp), zones, per_host=args.per_host, fast_nc=args.fast_nc, LOGLEVEL="DEBUG",
+        bench = BenchCloud(Path(tmp), zones, per_host=args.per_host, LOGLEVEL="DEBUG",
                            NC_POLLING_FREQUENCY=str(args.nc_poll), CLC_POLLING_FREQUENCY=str(args.clc_poll))
         try:
             started = time.monotonic()
@@ -98,7 +96,7 @@ def main() -> None:
             rss = bench.rss_mib()
         finally:
             bench.stop()
-    print(f"\n{sum(zones.values())} NCs ({args.per_host} to a process{', fast ncDescribeInstances' * args.fast_nc}) "
+    print(f"\n{sum(zones.values())} NCs ({args.per_host} to a process) "
           f"in {args.zones} zones, {len(instance_ids)} instances, NC_POLLING_FREQUENCY={args.nc_poll}s, "
           f"CLC_POLLING_FREQUENCY={args.clc_poll}s, {args.measure:.0f}s measured each:")
     rows = [(f"CC {zone} polling cycle, s (p50 / max of {len(c)}{', under requests' * busy})",

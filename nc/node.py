@@ -455,8 +455,7 @@ class NodeController:
             if row["state"] not in (EXTANT, STOPPED):
                 raise IncorrectState(f"instance {instance_id} is {row['state']}: volumes attach to running "
                                      "or stopped instances")
-            existing = self.store.db["volumes"].get(volume_id) if self.store.db["volumes"].count_where(
-                "volume_id = ?", [volume_id]) else None
+            existing = next(self.store.db["volumes"].rows_where("volume_id = ?", [volume_id]), None)
             if existing:
                 if existing["instance_id"] == instance_id and existing["local_dev"] == target:
                     return

@@ -2,7 +2,6 @@
 the REST endpoint on the same store, cross-checked with boto3."""
 
 import json
-import threading
 from datetime import datetime, timedelta, timezone
 
 import boto3
@@ -10,13 +9,13 @@ import botocore.config
 import pytest
 import requests
 import zeep
-from cheroot import wsgi
 from lxml import etree
 
 from eucacore.principal import Principal
 from walrus import soapapi
 from walrus.api import WalrusApp
 from walrus.store import WalrusStore
+from tests.unit.test_walrus_api import serving
 
 ALICE = Principal("AKIAALICE0000000000A", "alice-secret/key+0000000000000000000000", "111111111111",
                   is_account_admin=True)
@@ -44,15 +43,8 @@ def server(tmp_path_factory):
     def route(environ, start_response):
         return (soap if soapapi.is_soap_request(environ) else rest)(environ, start_response)
 
-    srv = wsgi.Server(("127.0.0.1", 0), route, numthreads=4)
-    srv.prepare()
-    thread = threading.Thread(target=srv.serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{srv.bind_addr[1]}"
-    finally:
-        srv.stop()
-        thread.join(10)
+    with serving(route) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module")

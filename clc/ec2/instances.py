@@ -35,7 +35,7 @@ from clc.ec2.common import Page, apply_filters, copy_present, dry_run, not_found
 from clc.ec2.images import visible_image
 from clc.ec2.keypairs import public_key
 from clc.ec2.securitygroups import resolve_groups
-from clc.ec2.tags import add_tags, requested_tags, tag_getters, tag_sets
+from clc.ec2.tags import add_tags, delete_resource_tags, requested_tags, tag_getters, tag_sets
 from clc.ec2.addresses import disassociate_instance
 from clc.ec2.volumes import detach_instance_volumes
 
@@ -295,14 +295,29 @@ def run_instances(ctx, params):
         if isinstance(e, soap.Fault) and "InsufficientInstanceCapacity" in (e.code or ""):
             raise AWSError("InsufficientInstanceCapacity", message)
         raise AWSError("InternalError", f"cluster {cluster['partition']} could not run the instances", 500)
-    nodes = {i.instanceId: i.serviceTag for i in (reply.instances or [])}
-    with ctx.cloud.store.atomic():
-        for r in rows:
-            r["node"] = nodes.get(r["instance_id"], "")
-            ctx.cloud.store.db["instances"].update(r["instance_id"], {"node": r["node"]})
+    rows = _placed(ctx, rows, {i.instanceId: i.serviceTag for i in (reply.instances or [])})
+    if not rows:
+        raise AWSError("InsufficientInstanceCapacity", f"There is not enough capacity in zone {cluster['partition']}")
     refs = [{"GroupName": g["name"], "GroupId": g["group_id"]} for g in groups]
     return {"ReservationId": rows[0]["reservation_id"], "OwnerId": ctx.account_id, "Groups": refs,
             "Instances": [_instance(r, tags, refs) for r in rows]}
+
+
+def _placed(ctx, rows: list[dict], nodes: dict[str, str]) -> list[dict]:
+    """The new instances the cluster placed (on ``nodes``: id -> node), their node recorded.
+    Those it did not place (it may start fewer than asked, never fewer than MinCount) were
+    never launched: their records and tags go, as if they had not been asked for."""
+    placed = [r for r in rows if r["instance_id"] in nodes]
+    unplaced = [r["instance_id"] for r in rows if r["instance_id"] not in nodes]
+    with ctx.cloud.store.atomic():
+        for r in placed:
+            r["node"] = nodes[r["instance_id"]]
+            ctx.cloud.store.db["instances"].update(r["instance_id"], {"node": r["node"]})
+        if unplaced:
+            ctx.cloud.store.db.execute("DELETE FROM instances WHERE instance_id IN (SELECT value FROM json_each(?))",
+                                       [json.dumps(unplaced)])
+            delete_resource_tags(ctx, unplaced)
+    return placed
 
 
 def _new_rows(ctx, params: dict, count: int, *, image: dict, boot: dict, zone: str, type_name: str,
@@ -395,17 +410,30 @@ def _instance(row: dict, tags: list[dict] = (), groups: list[dict] = ()) -> dict
     return out
 
 
-def _visible_instances(ctx, every_account: bool = False, wanted: list[str] | None = None) -> list[dict]:
+#: The order of DescribeInstances and of its page tokens (see _page_key), in SQL.
+_PAGE_ORDER = "printf('%020.6f', launch_time), launch_index, instance_id"
+
+
+def _visible_instances(ctx, every_account: bool = False, wanted: list[str] | None = None,
+                       after: tuple[str, str, str] | None = None, limit: int | None = None) -> list[dict]:
     """The caller's account's instances (every account's for the cloud admin's verbose view),
-    with the terminated ones of the last ``cloud.vmstate.terminated_time`` minutes; only those
-    of ``wanted`` when given (read by id, not by scanning the account's instances)."""
+    with the terminated ones of the last ``cloud.vmstate.terminated_time`` minutes, in page
+    order; only those of ``wanted`` when given (read by id, not by scanning the account's
+    instances); only those after the page key ``after``, and at most ``limit``, when given."""
     horizon = ids.now() - 60 * ctx.cloud.properties.get("cloud.vmstate.terminated_time")
-    where, args = "(state != 'terminated' OR updated >= ?)", [horizon]
+    where, args = ["(state != 'terminated' OR updated >= ?)"], [horizon]
     if not every_account:
-        where, args = "account_id = ? AND " + where, [ctx.account_id, horizon]
+        where, args = ["account_id = ?", *where], [ctx.account_id, *args]
     if wanted:
-        where, args = "instance_id IN (SELECT value FROM json_each(?)) AND " + where, [json.dumps(wanted), *args]
-    return list(ctx.cloud.store.db["instances"].rows_where(where, args, order_by="launch_time, launch_index"))
+        where, args = ["instance_id IN (SELECT value FROM json_each(?))", *where], [json.dumps(wanted), *args]
+    if after:
+        where.append(f"({_PAGE_ORDER}) > (?, ?, ?)")
+        args += [after[0], int(after[1]), after[2]]
+    cursor = ctx.cloud.store.db.execute(
+        f"SELECT * FROM instances WHERE {' AND '.join(where)} ORDER BY {_PAGE_ORDER}"
+        + (" LIMIT ?" if limit else ""), args + ([limit] if limit else []))
+    columns = [c[0] for c in cursor.description]
+    return [dict(zip(columns, row)) for row in cursor]
 
 
 def own_instances(ctx, instance_ids: list[str]) -> list[dict]:
@@ -454,27 +482,31 @@ def _group_filters(groups: dict[str, list[dict]]) -> dict:
     return {"group-id": ids_of, "instance.group-id": ids_of, "group-name": names_of, "instance.group-name": names_of}
 
 
-def requested_instances(ctx, params: dict) -> tuple[list[dict], Page]:
+def requested_instances(ctx, params: dict, in_sql: bool = False) -> tuple[list[dict], Page]:
     """The instances a DescribeInstances/DescribeInstanceStatus names (InstanceIds), else all
-    the caller sees, and the request's Page.  An id the caller cannot see is
-    InvalidInstanceID.NotFound; InstanceIds with MaxResults InvalidParameterCombination."""
+    the caller sees, in page order, and the request's Page.  With ``in_sql`` (for a request
+    without filters) only the page and the one after it are read.  An id the caller cannot
+    see is InvalidInstanceID.NotFound; InstanceIds with MaxResults InvalidParameterCombination."""
     every_account, wanted = sees_all_accounts(ctx, params.get("InstanceIds"), params.get("Filters"))
     page = Page(params)
     if wanted and params.get("MaxResults") is not None:
         raise AWSError("InvalidParameterCombination",
                        "The parameter instancesSet cannot be used with the parameter maxResults")
-    rows = _visible_instances(ctx, every_account, list(wanted) if wanted else None)
+    if in_sql and page.after is not None and (len(page.after) != 3 or not page.after[1].isdigit()):
+        raise AWSError("InvalidPaginationToken", f"Invalid pagination token: {params.get('NextToken')}")
+    rows = _visible_instances(ctx, every_account, list(wanted) if wanted else None,
+                              *((page.after, page.limit and page.limit + 1) if in_sql else ()))
     return only_ids(rows, wanted, "instance_id", "InvalidInstanceID.NotFound", "instance ID"), page
 
 
 def describe_instances(ctx, params):
-    rows, page = requested_instances(ctx, params)
+    rows, page = requested_instances(ctx, params, in_sql=not params.get("Filters"))
     groups = group_refs(ctx.cloud, rows)
     rows = apply_filters(rows, params.get("Filters"), {
         **_FILTERS, **_group_filters(groups),
         **tag_getters(ctx, [r["instance_id"] for r in rows], lambda r: r["instance_id"])})
     dry_run(params)
-    rows, more = page.of(sorted(rows, key=_page_key), _page_key)
+    rows, more = page.of(rows, _page_key)
     tags = tag_sets(ctx, [r["instance_id"] for r in rows])
     reservations: dict[str, dict] = {}
     for r in rows:

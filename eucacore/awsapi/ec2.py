@@ -11,7 +11,7 @@ reads.
 from lxml import etree
 
 from .errors import AWSError
-from .shapes import XmlWriter, load_service_model, parse_scalar, to_bytes
+from .shapes import XML_DECLARATION, TextWriter, load_service_model, parse_scalar, to_bytes, xml_escape
 
 # Parameters that carry authentication, not operation input; the signature
 # check has already looked at them.
@@ -63,6 +63,7 @@ class Ec2Protocol:
         self.service_model = service_model or load_service_model('ec2')
         version = self.service_model.metadata['apiVersion']
         self.namespace = f'http://ec2.amazonaws.com/doc/{version}/'
+        self._writer = TextWriter()
 
     # ------------------------------------------------------------ requests
 
@@ -206,15 +207,10 @@ class Ec2Protocol:
         output shape answers ``<return>true</return>`` as EC2 does.
         """
         operation = self.service_model.operation_model(operation_name)
-        root = etree.Element(f'{{{self.namespace}}}{operation_name}Response',
-                             nsmap={None: self.namespace})
-        etree.SubElement(root, f'{{{self.namespace}}}requestId').text = request_id
         shape = operation.output_shape
-        if shape is None:
-            etree.SubElement(root, f'{{{self.namespace}}}return').text = 'true'
-        else:
-            XmlWriter(self.namespace).fill(root, shape, output or {})
-        return to_bytes(root)
+        body = '<return>true</return>' if shape is None else self._writer.text(shape, output or {})
+        return (f'{XML_DECLARATION}<{operation_name}Response xmlns="{self.namespace}">'
+                f'<requestId>{xml_escape(request_id)}</requestId>{body}</{operation_name}Response>').encode()
 
     def serialize_error(self, error, request_id):
         """(status, body) of the EC2 error document for ``error``."""

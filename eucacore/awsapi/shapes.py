@@ -11,6 +11,8 @@ import base64
 import binascii
 import datetime
 import functools
+import re
+import threading
 from email.utils import format_datetime
 
 import botocore.session
@@ -200,6 +202,150 @@ class XmlWriter:
                  shape.value, item)
 
 
+class TextWriter:
+    """XML text for values of shapes, the same document XmlWriter builds, several times faster.
+
+    For shapes without XML attributes or namespace prefixes (EC2's and the query
+    protocols'; S3's use XmlWriter): each shape is compiled once into a function that
+    appends the text of its content to a list, so a value of 10,000 instances is one
+    walk of plain dicts rather than an element tree.  Text is escaped as lxml does;
+    a string XML cannot carry (control characters) is a ValueError, as with lxml.
+    """
+
+    def __init__(self):
+        self._content = {}  # shape name -> function(value, out)
+        self._compiling = threading.RLock()
+        self._pending, self._depth = {}, 0  # while compiling
+
+    def text(self, shape, value):
+        """The XML text of ``value``'s content (the members of a structure, the items of a list)."""
+        parts = []
+        self._content_writer(shape)(value, parts)
+        return ''.join(parts)
+
+    def _content_writer(self, shape):
+        writer = self._content.get(shape.name)
+        if writer is not None:
+            return writer
+        with self._compiling:
+            try:
+                return self._content.get(shape.name) or self._compiled(shape)
+            finally:
+                if self._depth == 0:
+                    self._pending.clear()  # nothing is left half-compiled by a ValueError
+
+    def _compiled(self, shape):
+        """Compile ``shape`` (lock held).  What it compiles on the way is published only
+        when the outermost shape is done, so no thread ever calls a writer whose
+        recursive parts are not yet there."""
+        if shape.name in self._pending:
+            return self._pending[shape.name]
+        slot = []
+        self._pending[shape.name] = lambda value, out: slot[0](value, out)
+        self._depth += 1
+        try:
+            slot.append(self._compile(shape))
+        finally:
+            self._depth -= 1
+        self._pending[shape.name] = slot[0]
+        if self._depth == 0:
+            self._content.update(self._pending)
+            self._pending.clear()
+        return slot[0]
+
+    def _compile(self, shape):
+        """function(value, parts) appending the text of a value's content to ``parts``."""
+        kind = shape.type_name
+        if kind == 'structure':
+            members = {name: self._member_writer(member_xml_name(member, name), member)
+                       for name, member in shape.members.items()
+                       if member.serialization.get('location') not in NON_BODY_LOCATIONS}
+            plans = {}  # the keys of a value -> its members in the shape's order
+
+            def structure(value, parts):
+                keys = tuple(value)
+                plan = plans.get(keys)
+                if plan is None:
+                    plan = plans[keys] = [(name, write) for name, write in members.items() if name in value]
+                    if len(plans) > 256:
+                        plans.clear()
+                for name, write in plan:
+                    item = value[name]
+                    if item is not None:
+                        write(item, parts)
+            return structure
+        if kind == 'list':
+            item = self._member_writer(shape.member.serialization.get('name', 'member'), shape.member)
+
+            def items(value, parts):
+                for one in value:
+                    item(one, parts)
+            return items
+        if kind == 'map':
+            key = self._member_writer(shape.key.serialization.get('name', 'key'), shape.key)
+            entry_value = self._member_writer(shape.value.serialization.get('name', 'value'), shape.value)
+
+            def entries(value, parts):
+                for k, v in value.items():
+                    parts.append('<entry>')
+                    key(k, parts)
+                    entry_value(v, parts)
+                    parts.append('</entry>')
+            return entries
+        if kind == 'string':
+            return lambda value, parts: parts.append(xml_escape(str(value)))
+        return lambda value, parts: parts.append(xml_escape(format_scalar(shape, value)))
+
+    def _member_writer(self, name, shape):
+        """function(value, parts) appending the element(s) ``name`` of a value of ``shape``;
+        an element without content is written ``<name/>``, as lxml writes it."""
+        open_tag, close_tag, empty_tag = f'<{name}>', f'</{name}>', f'<{name}/>'
+        kind = shape.type_name
+        if kind == 'string':
+            return lambda value, parts: parts.append(open_tag + xml_escape(str(value)) + close_tag)
+        if kind not in ('structure', 'list', 'map'):
+            return lambda value, parts: parts.append(open_tag + xml_escape(format_scalar(shape, value)) + close_tag)
+        if _shape_nsmap(shape) or kind == 'map' and shape.serialization.get('flattened') or kind == 'structure' and any(
+                m.serialization.get('xmlAttribute') for m in shape.members.values()):
+            raise ValueError(f'{shape.name}: XML attributes, namespace prefixes and flattened maps need XmlWriter')
+        if kind == 'list' and shape.serialization.get('flattened'):
+            inner = self._member_writer(name, shape.member)
+
+            def flattened(value, parts):
+                for one in value:
+                    inner(one, parts)
+            return flattened
+        content = self._content_writer(shape)
+
+        def element(value, parts):
+            start = len(parts)
+            parts.append(open_tag)
+            content(value, parts)
+            if len(parts) == start + 1:
+                parts[start] = empty_tag
+            else:
+                parts.append(close_tag)
+        return element
+
+
+_XML_SPECIAL = re.compile('[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]')
+_XML_ENTITIES = {'&': '&amp;', '<': '&lt;', '>': '&gt;', '\r': '&#13;'}
+
+
+def _entity(match):
+    char = match.group()
+    if char not in _XML_ENTITIES:
+        raise ValueError('All strings must be XML compatible: Unicode or ASCII, no NULL bytes or control characters')
+    return _XML_ENTITIES[char]
+
+
+def xml_escape(text):
+    """``text`` as XML character data, escaped as lxml escapes it."""
+    if _XML_SPECIAL.search(text) is None:
+        return text
+    return _XML_SPECIAL.sub(_entity, text)
+
+
 def _shape_nsmap(shape):
     namespace = shape.serialization.get('xmlNamespace')
     if isinstance(namespace, dict) and namespace.get('prefix'):
@@ -296,7 +442,10 @@ def parse_xml_document(data):
     return root
 
 
+XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
+
+
 def to_bytes(element):
     """Serialized element with an XML declaration, as AWS sends it."""
-    return (b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    return (XML_DECLARATION.encode()
             + etree.tostring(element, encoding='UTF-8', xml_declaration=False))

@@ -9,9 +9,11 @@ import datetime
 import botocore.parsers
 import botocore.serialize
 import pytest
+from lxml import etree
 
 from eucacore.awsapi.ec2 import Ec2Protocol
 from eucacore.awsapi.errors import AWSError
+from eucacore.awsapi.shapes import TextWriter, XmlWriter
 
 UTC = datetime.timezone.utc
 T1 = datetime.datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
@@ -284,6 +286,28 @@ def test_serialized_response_parses_back(protocol, operation, output):
     parsed = botocore_parse(protocol, operation, body)
     assert parsed.pop('ResponseMetadata')['RequestId'] == 'req-1234'
     assert parsed == output
+
+
+@pytest.mark.parametrize('operation,output', RESPONSES,
+                         ids=[f'{op}-{i}' for i, (op, _) in enumerate(RESPONSES)])
+def test_text_writer_writes_what_the_element_writer_builds(protocol, operation, output):
+    shape = protocol.service_model.operation_model(operation).output_shape
+    root = etree.Element('{urn:x}R', nsmap={None: 'urn:x'})
+    XmlWriter('urn:x').fill(root, shape, output)
+    expected = etree.tostring(root, encoding='unicode')
+    assert f'<R xmlns="urn:x">{TextWriter().text(shape, output)}</R>' == expected
+
+
+def test_text_is_escaped_as_lxml_escapes_it(protocol):
+    body = protocol.serialize('DescribeKeyPairs', {'KeyPairs': [{'KeyName': 'a&b <c>\r"d\'', 'KeyFingerprint': 'é'}]},
+                              'req-1')
+    assert '<keyName>a&amp;b &lt;c&gt;&#13;"d\'</keyName><keyFingerprint>é</keyFingerprint>' in body.decode()
+    assert botocore_parse(protocol, 'DescribeKeyPairs', body)['KeyPairs'][0]['KeyName'] == 'a&b <c>\r"d\''
+
+
+def test_text_xml_cannot_carry_is_refused_as_lxml_refuses_it(protocol):
+    with pytest.raises(ValueError):
+        protocol.serialize('DescribeKeyPairs', {'KeyPairs': [{'KeyName': 'bell\x07'}]}, 'req-1')
 
 
 def test_response_shape_is_ec2s(protocol):

@@ -27,6 +27,7 @@ class FakeCluster:
 
     def __init__(self, free=20):
         self.free, self.calls, self.instances, self.faults, self.console = free, [], {}, {}, {}
+        self.placeable = None  # how many of a RunInstances' instances nodes take (None: all)
 
     def _called(self, operation, **request):
         self.calls.append((operation, request))
@@ -41,10 +42,10 @@ class FakeCluster:
 
     def RunInstances(self, **request):
         self._called("RunInstances", **request)
-        for instance_id in request["instanceIds"]:
+        for instance_id in request["instanceIds"][:self.placeable]:
             self.instances[instance_id] = SimpleNamespace(instanceId=instance_id, stateName="Pending",
                                                           serviceTag="node-1", statusMessage=None)
-        return SimpleNamespace(instances=[self.instances[i] for i in request["instanceIds"]])
+        return SimpleNamespace(instances=[self.instances[i] for i in request["instanceIds"][:self.placeable]])
 
     def DescribeInstances(self, **request):
         return SimpleNamespace(instances=list(self.instances.values()))
@@ -263,6 +264,20 @@ def test_a_start_the_cluster_missed_is_asked_again_and_a_failed_one_ends_stopped
     instance = described(alice, instance_id)
     assert instance["State"]["Name"] == "stopped"
     assert instance["StateReason"]["Message"] == "Server.InternalError: failed to start: the domain would not boot"
+
+
+def test_instances_the_cluster_could_not_place_were_never_launched(cloud, alice):
+    cloud.fake.placeable = 2
+    reservation = alice("RunInstances", ImageId="emi-aaaaaaaa", MinCount=1, MaxCount=4,
+                        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "k", "Value": "v"}]}])
+    asked = cloud.fake.asked("RunInstances")[0]["instanceIds"]
+    assert [i["InstanceId"] for i in reservation["Instances"]] == asked[:2]
+    shown = [i["InstanceId"] for r in alice("DescribeInstances")["Reservations"] for i in r["Instances"]]
+    assert shown == asked[:2]
+    assert {t["ResourceId"] for t in alice("DescribeTags")["Tags"]} == set(asked[:2])
+    cloud.fake.placeable = 0
+    assert alice.error("RunInstances", ImageId="emi-aaaaaaaa", MinCount=1, MaxCount=1) == "InsufficientInstanceCapacity"
+    assert len(alice("DescribeInstances")["Reservations"]) == 1
 
 
 def test_quota_holds_for_stopped_instances(cloud, alice):
@@ -527,16 +542,23 @@ def test_an_image_that_is_not_available_is_not_run(cloud, alice):
     assert not cloud.fake.asked("RunInstances")
 
 
-def test_describe_instances_pages(cloud, alice):
-    instance_ids = launch(cloud, alice, count=3) + launch(cloud, alice, count=4)
+def paged(ec2, **params) -> list[str]:
+    """The instance ids of every page of DescribeInstances with ``params``, in order."""
     seen, token = [], None
     while True:
-        page = alice("DescribeInstances", MaxResults=5, **({"NextToken": token} if token else {}))
+        page = ec2("DescribeInstances", MaxResults=5, **params, **({"NextToken": token} if token else {}))
         seen += [i["InstanceId"] for r in page["Reservations"] for i in r["Instances"]]
         token = page.get("NextToken")
         if not token:
-            break
-    assert seen == instance_ids
+            return seen
+
+
+def test_describe_instances_pages(cloud, alice):
+    instance_ids = launch(cloud, alice, count=3) + launch(cloud, alice, count=4) + launch(cloud, alice, count=5)
+    assert paged(alice) == instance_ids  # paged in SQL
+    assert paged(alice, Filters=[{"Name": "instance-state-name", "Values": ["running"]}]) == instance_ids
+    odd_token = base64.urlsafe_b64encode(json.dumps(["2024"]).encode()).decode()
+    assert alice.error("DescribeInstances", MaxResults=5, NextToken=odd_token) == "InvalidPaginationToken"
     assert alice.error("DescribeInstances", InstanceIds=[instance_ids[0]], MaxResults=5) == \
         "InvalidParameterCombination"
     assert alice.error("DescribeInstances", MaxResults=2) == "InvalidParameterValue"

@@ -20,8 +20,11 @@ Reboot, stop, start, console output, CreateImage and volumes go to the node that
 instance, and the view takes the new state at once; a poll that read a node before such a
 change does not overwrite it with what it read.
 
-Under POWERSAVE a node that has held no instance for POWER_IDLETHRESH seconds is reported
-(and logged) as ``idle``: the original powered such nodes off and woke them when needed.
+Under POWERSAVE a node that has held no instance for POWER_IDLETHRESH seconds is ``idle``,
+and is powered down as in the original (ncPowerDown: the NC runs NC_POWERDOWN_COMMAND; a node
+without one stays idle). An ``asleep`` node is not polled; its capacity is still offered, after
+the awake nodes', and a placement on it wakes it with a wake-on-LAN packet to
+POWER_WAKE_ADDRESS (cc.power), then waits up to POWER_WAKETHRESH seconds for it to answer.
 """
 
 import concurrent.futures
@@ -38,14 +41,16 @@ from eucacore.config import Config, load_config
 from eucacore.db import Store
 from eucacore.periodic import run_periodically
 from eucacore import fastsoap
+from cc import power
 from cc.netgroups import NetworkGroups
 from cc.scheduler import NodeCapacity, Reservations, Scheduler
 from cc.view import TEARDOWN, InstanceView
 
 log = logging.getLogger("eucalyptus.cc")
 
-#: Node statuses: answering (``idle`` too, under POWERSAVE), not answering, not polled yet.
-ENABLED, IDLE, DOWN, UNKNOWN = "enabled", "idle", "down", "unknown"
+#: Node statuses: answering (``idle`` too, under POWERSAVE), powered down by us (POWERSAVE),
+#: not answering, not polled yet.
+ENABLED, IDLE, ASLEEP, DOWN, UNKNOWN = "enabled", "idle", "asleep", "down", "unknown"
 #: Threads that poll nodes, and that start instances on them (one node's in turn).
 POLL_THREADS, LAUNCH_THREADS = 32, 16
 #: Seconds a poll of a node may take at least before the node counts as down.
@@ -113,11 +118,13 @@ class ClusterController:
         self.view = InstanceView(self.store)
         self.network = NetworkGroups(self.store)
         self.reservations = Reservations()
-        self._nodes: dict[str, Node] = {r["name"]: Node(r["name"], resources=json.loads(r["resources"] or "{}"),
-                                                        last_seen=r["last_seen"] or 0.0)
+        # A node we powered down is still asleep after our restart; any other is polled anew.
+        self._nodes: dict[str, Node] = {r["name"]: Node(r["name"], ASLEEP if r["status"] == ASLEEP else UNKNOWN,
+                                                        json.loads(r["resources"] or "{}"), r["last_seen"] or 0.0)
                                         for r in self.store.db["nodes"].rows}
         self._nodes_lock = threading.Lock()
         self._place_lock = threading.Lock()
+        self._wake_lock = threading.Lock()
         self._poll_pool = concurrent.futures.ThreadPoolExecutor(POLL_THREADS, thread_name_prefix="nc-poll")
         self._launch_pool = concurrent.futures.ThreadPoolExecutor(LAUNCH_THREADS, thread_name_prefix="nc-call")
         self._stop = threading.Event()
@@ -199,8 +206,9 @@ class ClusterController:
         names = self.node_names()
         context = contextvars.copy_context()
         context.run(ids.current_request_id.set, ids.new_request_id())
+        asleep = {n for n in names if self._node(n).status == ASLEEP}
         with self._nodes_lock:
-            polled = [n for n in names if n not in self._polling and (only is None or n in only)]
+            polled = [n for n in names if n not in self._polling and n not in asleep and (only is None or n in only)]
             self._polling.update(polled)
         polls = {self._poll_pool.submit(context.copy().run, self._poll_node, name): name for name in polled}
         deadline = max(POLL_DEADLINE, 2 * self.config["NC_POLLING_FREQUENCY"])
@@ -246,8 +254,54 @@ class ClusterController:
             node.idle_since = ids.now()
         if self.node_status(node) == IDLE and not node.reported_idle:
             node.reported_idle = True
-            log.info("node %s idle for %ds: it could be powered off (POWERSAVE)", node.name,
-                     ids.now() - node.idle_since)
+            self._power_down(node)
+
+    def _power_down(self, node: Node) -> None:
+        """Power the idle node down (once an idle spell): ncPowerDown, under the placement lock
+        so that nothing is placed on it meanwhile. A node that refuses (it got an instance, or
+        has no NC_POWERDOWN_COMMAND) or cannot be woken (no MAC known) stays idle."""
+        idle_for = ids.now() - node.idle_since
+        if not node.resources.get("macAddress"):
+            log.info("node %s idle for %ds: not powered down, its MAC address is unknown", node.name, idle_for)
+            return
+        with self._place_lock:
+            if self.reservations.held(node.name)[3]:
+                return
+            try:
+                self._on_node(node.name, "ncPowerDown")
+            except (NodeRefused, NodeUnreachable) as e:
+                log.info("node %s idle for %ds: not powered down: %s", node.name, idle_for, e)
+                return
+            node.status = ASLEEP
+        log.info("node %s idle for %ds: powered down (POWERSAVE)", node.name, idle_for)
+        self._save_nodes([node.name])
+
+    def _wake(self, name: str) -> None:
+        """Wake the asleep node (wake-on-LAN) and wait up to POWER_WAKETHRESH seconds until it
+        answers; a node that does not is marked down (NodeUnreachable)."""
+        with self._wake_lock:  # one wake at a time: concurrent placements on it wait for this one
+            node = self._node(name)
+            if node.status != ASLEEP:
+                return
+            power.wake_on_lan(node.resources["macAddress"], self.config["POWER_WAKE_ADDRESS"])
+            log.info("node %s: woken (wake-on-LAN to %s)", name, node.resources["macAddress"])
+            deadline = time.monotonic() + self.config["POWER_WAKETHRESH"]
+            while not self._stop.is_set():
+                asked = ids.now()
+                try:
+                    # A connection to a host that is still asleep waits for it (TCP retries).
+                    resources = fastsoap.call(self.nc(name), "ncDescribeResource", resourceType="instance")
+                except (soap.Fault, *soap.TransportError) as e:
+                    if time.monotonic() >= deadline:
+                        self._mark_down(name, f"not awake {self.config['POWER_WAKETHRESH']}s after wake-on-LAN: {e}")
+                        raise NodeUnreachable(f"node {name} did not wake up") from None
+                    time.sleep(1)
+                    continue
+                node.status, node.resources, node.last_seen = ENABLED, resources, ids.now()
+                node.idle_since, node.reported_idle = asked, False
+                log.info("node %s answers: awake", name)
+                self._save_nodes([name])
+                return
 
     def _save_nodes(self, names: list[str]) -> None:
         with self.store.atomic() as db:
@@ -269,14 +323,14 @@ class ClusterController:
         """What each enabled node offers: its reported free resources less what is held there."""
         out = []
         for n in self.nodes():
-            if n["status"] not in (ENABLED, IDLE):
+            if n["status"] not in (ENABLED, IDLE, ASLEEP):
                 continue
             memory, cores, disk, placements = self.reservations.held(n["name"])
             res = n["resources"]
             out.append(NodeCapacity(n["name"], res.get("memorySizeAvailable", 0) - memory,
                                     res.get("numberOfCoresAvailable", 0) - cores,
                                     res.get("diskSizeAvailable", 0) - disk,
-                                    self._node(n["name"]).occupied + placements))
+                                    self._node(n["name"]).occupied + placements, asleep=n["status"] == ASLEEP))
         return out
 
     def _plan(self, instance_ids: list[str], size: tuple[int, int, int], needed: int, name: str) -> dict[str, str]:
@@ -339,6 +393,11 @@ class ClusterController:
         """ncRunInstance of each request on ``node`` in turn; the node's refusals and silence
         are the failures (after silence the rest are not tried)."""
         started, failed, silent = [], {}, None
+        if self._node(node).status == ASLEEP:
+            try:
+                self._wake(node)
+            except NodeUnreachable as e:
+                silent = e
         for nc_request in nc_requests:
             instance_id = nc_request["instanceId"]
             try:
@@ -520,9 +579,9 @@ class ClusterController:
     # -- capacity --------------------------------------------------------------
 
     def resources(self, vm_types: list[dict]) -> list[dict]:
-        """For each instance type: how many fit in the cluster's enabled nodes at most, and how
-        many fit now (what placements hold taken off)."""
-        enabled = {n["name"]: n for n in self.nodes() if n["status"] in (ENABLED, IDLE)}
+        """For each instance type: how many fit in the cluster's enabled nodes (asleep ones too:
+        they are woken for a placement) at most, and how many fit now (what placements hold taken off)."""
+        enabled = {n["name"]: n for n in self.nodes() if n["status"] in (ENABLED, IDLE, ASLEEP)}
         free = {c.name: {"memorySizeAvailable": c.memory_free, "numberOfCoresAvailable": c.cores_free,
                          "diskSizeAvailable": c.disk_free} for c in self.capacities()}
         out = []

@@ -3,8 +3,8 @@ and the capacity that placements hold until their node's reports count it.
 
 GREEDY fills the first node (in NODES order) before the next; ROUNDROBIN takes the nodes in
 turn, from where the last placement left off; POWERSAVE fills the nodes that already hold
-instances before it wakes an idle one (the cluster reports idle nodes, which the original
-powered off).
+instances, then the idle ones that are awake, before it picks one the cluster powered down
+(which the cluster then wakes).
 """
 
 import threading
@@ -20,6 +20,7 @@ class NodeCapacity:
     cores_free: int
     disk_free: int
     running: int = 0
+    asleep: bool = False  # powered down (POWERSAVE): placing on it wakes it
 
     def fits(self, memory: int, cores: int, disk: int) -> bool:
         return self.memory_free >= memory and self.cores_free >= cores and self.disk_free >= disk
@@ -49,8 +50,8 @@ class Scheduler:
         if self.policy == "ROUNDROBIN":
             order = [nodes[(self._next + i) % len(nodes)] for i in range(len(nodes))]
         elif self.policy == "POWERSAVE":
-            # Fill nodes that already run instances before waking idle ones.
-            order = sorted(nodes, key=lambda n: n.running == 0)
+            # Fill nodes that already run instances, then idle ones awake, before waking one.
+            order = sorted(nodes, key=lambda n: (n.asleep, n.running == 0))
         else:
             order = list(nodes)
         for node in order:

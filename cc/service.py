@@ -23,7 +23,7 @@ AttachVolume and DetachVolume are the original's (instanceId, volumeId, remoteDe
 DetachVolume's force) and go to the node that runs the instance.
 
 DescribeInstances answers, besides the original's ``instances``, ours: ``nodes`` (each node's
-serviceTag and status: enabled, idle, down or unknown, as in DescribeResources) and a version
+serviceTag and status: enabled, idle, asleep, down or unknown, as in DescribeResources) and a version
 of the view: ``epoch`` (this CC process) and ``version``. A caller that passes back the
 ``epoch`` and ``sinceVersion`` of its last answer gets the instances changed since then and
 ``goneInstanceIds`` (the ones no longer reported), with ``complete`` false; otherwise (or when

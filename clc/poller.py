@@ -18,8 +18,8 @@ what changed since the last one (the cluster's DescribeInstances ``epoch`` and
 cluster, and any after the cluster restarted, get all of it.
 
 Each poll also records the status of the cluster's nodes in their ``components`` rows
-(ENABLED, or NOTREADY for a node that does not answer, ``last_seen`` its last change: what
-DescribeInstanceStatus shows), brings images made by CreateImage to available or failed as
+(ENABLED, STOPPED for one powered down under POWERSAVE, or NOTREADY for a node that does not
+answer, ``last_seen`` its last change: what DescribeInstanceStatus shows), brings images made by CreateImage to available or failed as
 their instances' records report the copies (clc.ec2.images.follow_image_tasks), and pushes
 every security group's rules to the cluster when it is due (clc.networks: when the cluster
 is ENABLED again, missed a push, or at cloud.network.resync_interval).
@@ -44,7 +44,7 @@ _STATE = {"Pending": "pending", "Extant": "running", "Stopping": "stopping", "St
 #: Seconds between polls while an instance is changing (pending, stopping, shutting-down), the original's.
 CHANGING_POLL = 3
 #: A node's status as its cluster reports it -> the state of its ``components`` row.
-NODE_STATES = {"enabled": "ENABLED", "idle": "ENABLED", "down": "NOTREADY"}
+NODE_STATES = {"enabled": "ENABLED", "idle": "ENABLED", "asleep": "STOPPED", "down": "NOTREADY"}
 
 
 def _follow(row: dict, seen) -> tuple[str, str | None, str | None]:
@@ -180,7 +180,8 @@ class ClusterPoller:
         self._follow_instances(cluster, report.instances)
 
     def _follow_nodes(self, cluster: dict, nodes: list) -> None:
-        """Record the status of the cluster's registered nodes (ENABLED or NOTREADY)."""
+        """Record the status of the cluster's registered nodes (ENABLED, STOPPED when powered
+        down under POWERSAVE, or NOTREADY)."""
         registered = {r["name"]: r for r in self.cloud.components("node")}
         changed = []
         for node in nodes:

@@ -30,6 +30,7 @@ import binascii
 import json
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import threading
@@ -54,6 +55,8 @@ TEARDOWN_KEEP = 180
 TASK_KEEP = 3600
 #: Seconds a guest has to shut down cleanly before it is powered off (the original's 60).
 SHUTDOWN_GRACE = 60
+#: Seconds between ncPowerDown's answer and NC_POWERDOWN_COMMAND, so the answer gets out first.
+POWERDOWN_DELAY = 1.0
 PENDING, EXTANT, STOPPING, STOPPED, TEARDOWN = "Pending", "Extant", "Stopping", "Stopped", "Teardown"
 # Neighbour states (linux/neighbour.h) of entries that name no reachable host.
 NUD_INCOMPLETE, NUD_FAILED = 0x01, 0x20
@@ -137,6 +140,7 @@ class NodeController:
         self.imaging = ThreadPoolExecutor(max_workers=2, thread_name_prefix="image")
         self.shutdown_grace = SHUTDOWN_GRACE
         self._lock = threading.Lock()
+        self.powering_down = False  # from ncPowerDown until its command has returned (the host woke)
 
     # -- records -------------------------------------------------------------
 
@@ -196,6 +200,18 @@ class NodeController:
             log.warning("cannot read the neighbour table: %s", e)
             return {}
 
+    @staticmethod
+    def mac_toward(address: str) -> str:
+        """The MAC address of the interface this host reaches ``address`` by: where a wake-on-LAN
+        packet for this host must arrive. Empty if there is no route."""
+        try:
+            with IPRoute() as ip:
+                route = ip.route("get", dst=address)[0]
+                return ip.get_links(route.get_attr("RTA_OIF"))[0].get_attr("IFLA_ADDRESS") or ""
+        except (OSError, IndexError) as e:
+            log.warning("no interface toward %s: %s", address, e)
+            return ""
+
     def _reported_tasks(self) -> dict[str, list[dict]]:
         """CreateImage tasks running or finished within TASK_KEEP, by instance, oldest first."""
         out: dict[str, list[dict]] = {}
@@ -221,11 +237,14 @@ class NodeController:
     # -- operations ----------------------------------------------------------
 
     def run_instance(self, request: dict) -> dict:
-        """Record the instance (acknowledged from here on) and stage it in the background."""
+        """Record the instance (acknowledged from here on) and stage it in the background;
+        IncorrectState while the node is powering down."""
         instance_id = request["instanceId"]
         request = {**request, "uuid": request.get("uuid") or _uuid()}  # the same domain at every start
-        with self.store.atomic():
+        with self._lock, self.store.atomic():
             existing = list(self.store.db["instances"].rows_where("instance_id = ?", [instance_id]))
+            if not existing and self.powering_down:
+                raise IncorrectState(f"the node is powering down: instance {instance_id} not started")
             if not existing:
                 self.store.db["instances"].insert({"instance_id": instance_id, "spec": json.dumps(request),
                                                    "state": PENDING, "launch_time": ids.now(),
@@ -517,6 +536,37 @@ class NodeController:
                 disk_used += int(vm.get("disk") or 0)
         return Resources(mem_max, max(0, mem_max - mem_used), cores_max, max(0, cores_max - cores_used),
                          disk_max, max(0, disk_max - disk_used))
+
+    def power_down(self) -> None:
+        """ncPowerDown (the CC's POWERSAVE): put this host to sleep with NC_POWERDOWN_COMMAND (the
+        original ran powernap-now), a moment after the answer. IncorrectState while the node
+        holds an instance that has not ended, or without a command. New instances are refused
+        until the command has returned, when the host is awake again (a guest started
+        meanwhile would go to sleep with the host, unseen). The CC wakes the host with
+        wake-on-LAN."""
+        command = shlex.split(self.config["NC_POWERDOWN_COMMAND"])
+        if not command:
+            raise IncorrectState("NC_POWERDOWN_COMMAND is not set: this node is not powered down")
+        with self._lock:
+            held = [r["instance_id"] for r in self.store.db["instances"].rows_where("state != ?", [TEARDOWN])]
+            if held:
+                raise IncorrectState(f"the node holds {len(held)} instance(s) ({', '.join(held[:5])}): "
+                                     f"not powering down")
+            self.powering_down = True
+        log.info("powering down the node: %s", shlex.join(command))
+        threading.Timer(POWERDOWN_DELAY, self._run_power_command, [command]).start()
+
+    def _run_power_command(self, command: list[str]) -> None:
+        try:
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode:
+                log.error("power-down command %s failed (%d): %s", shlex.join(command), done.returncode,
+                          done.stderr.strip())
+        except OSError as e:
+            log.error("power-down command %s failed: %s", shlex.join(command), e)
+        finally:
+            self.powering_down = False
+        log.info("the node is awake: taking instances again")
 
     def reconcile(self) -> None:
         """After a restart: start again acknowledged running instances whose domain is gone or

@@ -1,6 +1,6 @@
 """The NC's SOAP face: ncRunInstance, ncDescribeInstances, ncDescribeResource, ncTerminateInstance,
 ncRebootInstance, ncStopInstance, ncStartInstance, ncGetConsoleOutput, ncCreateImage,
-ncAttachVolume, ncDetachVolume.
+ncAttachVolume, ncDetachVolume, ncPowerDown.
 
 ncDescribeResource's ``hypervisor`` says how guests run here: "kvm", "qemu-tcg" (software
 emulation, where /dev/kvm is missing or does not work) or "test" (libvirt's test driver).
@@ -16,8 +16,12 @@ answers once the task is recorded, and the task's end shows in ncDescribeInstanc
 
 ncStopInstance carries ``force`` (a hard power-off at once) and ncStartInstance an optional
 ``instanceType`` (the new size of an instance resized while stopped): neither is in the
-original, whose messages had only instanceId. The original's ncPowerDown powered off the
-node itself (POWERSAVE), not an instance, and is not offered.
+original, whose messages had only instanceId.
+
+ncPowerDown, as the original's, puts the node itself to sleep (the CC's POWERSAVE), with
+NC_POWERDOWN_COMMAND; it is refused (IncorrectState) while the node holds instances. So that
+the CC can wake the node again, ncDescribeResource reports ``macAddress``, the MAC of the
+interface that reaches the caller (not in the original, whose CC read it from its ARP table).
 """
 
 import base64
@@ -58,7 +62,7 @@ class ncDescribeResourceResponseType(Message):
                   ("memorySizeMax", Integer), ("memorySizeAvailable", Integer),
                   ("diskSizeMax", Integer), ("diskSizeAvailable", Integer),
                   ("numberOfCoresMax", Integer), ("numberOfCoresAvailable", Integer),
-                  ("publicSubnets", Unicode), ("hypervisor", Unicode)]
+                  ("publicSubnets", Unicode), ("hypervisor", Unicode), ("macAddress", Unicode)]
 
 
 class ncTerminateInstanceType(Message):
@@ -100,6 +104,14 @@ class ncGetConsoleOutputType(Message):
 class ncGetConsoleOutputResponseType(Message):
     _type_info = BASE_FIELDS + [("consoleOutput", Unicode)]  # base64 of the log's last 64 KiB
 
+
+
+class ncPowerDownType(Message):
+    _type_info = list(BASE_FIELDS)
+
+
+class ncPowerDownResponseType(Message):
+    _type_info = list(BASE_FIELDS)
 
 
 class ncCreateImageType(Message):
@@ -148,6 +160,11 @@ def _on_instance(operation, instance_id: str, *args):
         raise EucaFault(e.code, str(e))
 
 
+def _caller(ctx) -> str:
+    """The address the request came from (loopback when called in process)."""
+    return (getattr(ctx.transport, "req_env", None) or {}).get("REMOTE_ADDR") or "127.0.0.1"
+
+
 def application(node: NodeController | None = None):
     """The NC's spyne application, serving ``node``."""
 
@@ -157,7 +174,10 @@ def application(node: NodeController | None = None):
             request = to_dict(req)
             _required(request.get("instanceId"), "instanceId")
             _required(request.get("imageId"), "imageId")
-            record = node.run_instance(request)
+            try:
+                record = node.run_instance(request)
+            except IncorrectState as e:
+                raise EucaFault("IncorrectState", str(e))
             return reply(ncRunInstanceResponseType, req, instance=from_dict(instanceType, record))
 
         @operation("ncDescribeInstances", ncDescribeInstancesType, ncDescribeInstancesResponseType)
@@ -173,7 +193,8 @@ def application(node: NodeController | None = None):
                           memorySizeMax=r.memory_max, memorySizeAvailable=r.memory_free,
                           diskSizeMax=r.disk_max, diskSizeAvailable=r.disk_free,
                           numberOfCoresMax=r.cores_max, numberOfCoresAvailable=r.cores_free,
-                          hypervisor=HYPERVISOR_NAMES[node.hypervisor.accelerator], publicSubnets="", iqn="")
+                          hypervisor=HYPERVISOR_NAMES[node.hypervisor.accelerator], publicSubnets="", iqn="",
+                          macAddress=node.mac_toward(_caller(ctx)))
 
         @operation("ncTerminateInstance", ncTerminateInstanceType, ncTerminateInstanceResponseType)
         def ncTerminateInstance(ctx, req):
@@ -215,6 +236,14 @@ def application(node: NodeController | None = None):
         def ncDetachVolume(ctx, req):
             _on_instance(node.detach_volume, req.instanceId, req.volumeId, bool(req.force))
             return reply(ncDetachVolumeResponseType, req)
+
+        @operation("ncPowerDown", ncPowerDownType, ncPowerDownResponseType)
+        def ncPowerDown(ctx, req):
+            try:
+                node.power_down()
+            except IncorrectState as e:
+                raise EucaFault("IncorrectState", str(e))
+            return reply(ncPowerDownResponseType, req)
 
     return make_application([NC], "EucalyptusNC")
 

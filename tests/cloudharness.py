@@ -26,6 +26,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -358,6 +359,34 @@ def register_image(ec2, s3, bucket: str, name: str, key: str = "disk.img", size:
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key=key, Body=b"\0" * size)
     return ec2.register_image(ImageLocation=f"{bucket}/{key}", Name=name)["ImageId"]
+
+
+class WakeOnLan:
+    """A UDP socket on loopback where the CC's wake-on-LAN packets arrive: the test's stand-in for
+    the LAN. Each packet is kept; ``on_packet(payload)`` (the "hardware") is called for each."""
+
+    def __init__(self, on_packet):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.packets, self.on_packet, self.closed = [], on_packet, threading.Event()
+        self.thread = threading.Thread(target=self._receive, daemon=True)
+        self.thread.start()
+
+    def _receive(self):
+        while not self.closed.is_set():
+            try:
+                payload, _ = self.sock.recvfrom(1024)
+            except TimeoutError:
+                continue
+            self.packets.append(payload)
+            self.on_packet(payload)
+
+    def close(self):
+        self.closed.set()
+        self.thread.join()
+        self.sock.close()
 
 
 @contextlib.contextmanager

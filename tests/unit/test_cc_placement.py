@@ -16,7 +16,7 @@ from cc import service as cc_service
 from cc.cluster import NoCapacity, UnknownInstance
 from cc.view import VANISHED
 from eucacore import ids, soap
-from tests.cloudharness import poll_until
+from tests.cloudharness import WakeOnLan, poll_until
 from tests.unit.test_cc_cluster import SMALL, close_cluster, make_cluster, settle
 from tests.unit.test_soap import call
 
@@ -126,6 +126,53 @@ def test_powersave_fills_busy_nodes_and_reports_idle_ones(clusters):
     run(cc)
     cc.poll_once()
     assert on_nodes(cc)[idle] == 1 and status(cc, idle) == "enabled"
+
+
+def test_powersave_powers_idle_nodes_down_and_wakes_one_for_a_placement(clusters, tmp_path):
+    powered = {name: {"NC_POWERDOWN_COMMAND": f"touch {tmp_path / name}.asleep", **TWO_CORES}
+               for name in ("node-a", "node-b")}
+    links = {}
+    lan = WakeOnLan(lambda payload: [setattr(link, "down", False) for link in links.values()])
+    try:
+        cc = clusters(powered, SCHEDPOLICY="POWERSAVE", POWER_IDLETHRESH=0, POWER_WAKE_ADDRESS=lan.address)
+        links.update(cc.ncs)
+        assert {status(cc, "node-a"), status(cc, "node-b")} == {"asleep"}  # idle at the first poll
+        assert poll_until(lambda: all((tmp_path / f"{n}.asleep").exists() for n in links), 5)
+        assert poll_until(lambda: not any(link.node.powering_down for link in links.values()), 5)
+        for link in links.values():
+            link.down, link.calls[:] = True, []  # asleep: the hosts answer nothing
+        cc.poll_once()
+        assert all(not link.calls for link in links.values())  # asleep nodes are not polled
+        assert [r["maxInstances"] for r in cc.resources([SMALL])] == [4]  # their capacity is offered
+        (first,) = run(cc)
+        assert lan.packets == [cluster_module.power.magic_packet("00:00:00:00:00:00")]  # lo's MAC
+        woken = cc.instances([first])[0]["serviceTag"]
+        settle(cc, first, "Extant")
+        assert status(cc, woken) == "enabled"
+        asleep = "node-b" if woken == "node-a" else "node-a"
+        assert status(cc, asleep) == "asleep"
+        run(cc)  # the woken node has room for a second one: no other node is woken
+        assert len(lan.packets) == 1 and on_nodes(cc)[woken] == 2
+    finally:
+        lan.close()
+
+
+def test_a_node_that_does_not_wake_is_down_and_the_instance_goes_elsewhere(clusters, tmp_path):
+    powered = {"NC_POWERDOWN_COMMAND": "true", **TWO_CORES}
+    lan = WakeOnLan(lambda payload: None)  # the packets wake nothing
+    try:
+        cc = clusters({"node-a": powered, "node-b": TWO_CORES}, SCHEDPOLICY="POWERSAVE", POWER_IDLETHRESH=0,
+                      POWER_WAKE_ADDRESS=lan.address, POWER_WAKETHRESH=1)
+        assert (status(cc, "node-a"), status(cc, "node-b")) == ("asleep", "idle")  # node-b has no command
+        run(cc, 2)
+        cc.ncs["node-a"].down = True
+        assert poll_until(lambda: not cc.ncs["node-a"].node.powering_down, 5)
+        with pytest.raises(NoCapacity):
+            run(cc)  # node-b is full: node-a is woken, stays silent, and is down
+        assert len(lan.packets) == 1 and status(cc, "node-a") == "down"
+        assert on_nodes(cc) == {"node-a": 0, "node-b": 2}
+    finally:
+        lan.close()
 
 
 def test_a_node_that_stops_answering_is_down_and_keeps_its_instances(clusters):

@@ -698,3 +698,34 @@ def test_nc_attach_and_detach_volume_over_soap(make_node, tmp_path):
     assert "vdd" not in node.hypervisor.disks(instance_id)
     resource = call(app, "ncDescribeResource", nc_service.ncDescribeResourceType(resourceType="instance"))
     assert resource.hypervisor == "test"
+
+
+# -- ncPowerDown --------------------------------------------------------------------------
+
+
+def test_power_down_runs_the_command_only_when_the_node_holds_no_instance(make_node, tmp_path):
+    asleep = tmp_path / "asleep"
+    node = make_node(NC_POWERDOWN_COMMAND=f"touch {asleep}")
+    instance_id = launch(node, make_node)
+    with pytest.raises(IncorrectState, match="holds 1 instance"):
+        node.power_down()
+    node.terminate_instance(instance_id)
+    node.power_down()
+    with pytest.raises(IncorrectState, match="powering down"):
+        node.run_instance(request(ids.new_id("i")))  # a guest started now would sleep with the host
+    assert wait_for(asleep.exists, timeout=5)
+    assert wait_for(lambda: not node.powering_down, timeout=5)  # the command returned: awake again
+    launch(node, make_node)
+
+
+def test_power_down_without_a_command_is_refused_over_soap(make_node):
+    app = nc_service.application(make_node())
+    with pytest.raises(soap.EucaFault) as fault:
+        call(app, "ncPowerDown", nc_service.ncPowerDownType())
+    assert "IncorrectState" in fault.value.faultcode and "NC_POWERDOWN_COMMAND" in fault.value.faultstring
+
+
+def test_describe_resource_names_the_mac_that_wakes_the_node(make_node):
+    app = nc_service.application(make_node())
+    resource = call(app, "ncDescribeResource", nc_service.ncDescribeResourceType(resourceType="instance"))
+    assert resource.macAddress == "00:00:00:00:00:00"  # in process, the caller is loopback: lo's

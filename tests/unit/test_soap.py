@@ -30,7 +30,7 @@ OPERATIONS = {
                      "ConfigureNetwork", "DescribeNetworks", "AttachVolume", "DetachVolume"},
     "EucalyptusNC": {"ncRunInstance", "ncDescribeInstances", "ncDescribeResource", "ncTerminateInstance",
                      "ncRebootInstance", "ncStopInstance", "ncStartInstance", "ncGetConsoleOutput",
-                     "ncCreateImage", "ncAttachVolume", "ncDetachVolume"},
+                     "ncCreateImage", "ncAttachVolume", "ncDetachVolume", "ncPowerDown"},
     "EucalyptusSC": {"CreateStorageVolume", "DeleteStorageVolume", "DescribeStorageVolumes"},
     "EucalyptusCLC": {"DescribeAccessKey", "ReportUsage"},
 }

@@ -19,6 +19,7 @@ the image's key sealed for the node (clc.ec2.manifests, eucacore.bundle).
 """
 
 import base64
+import functools
 import json
 import logging
 import posixpath
@@ -29,6 +30,7 @@ import botocore.exceptions
 
 from eucacore import bundle, ids, pki, soap
 from eucacore.awsapi.errors import AWSError
+from eucacore.awsapi.shapes import Keyed
 from clc.ec2 import manifests
 from clc.ec2.access import sees_all_accounts
 from clc.ec2.common import Page, apply_filters, copy_present, dry_run, not_found, only_ids
@@ -513,8 +515,16 @@ def describe_instances(ctx, params):
         res = reservations.setdefault(r["reservation_id"], {
             "ReservationId": r["reservation_id"], "OwnerId": r["account_id"],
             "Groups": groups[r["instance_id"]], "Instances": []})
-        res["Instances"].append(_instance(r, tags[r["instance_id"]], groups[r["instance_id"]]))
+        res["Instances"].append(_described(r, tags[r["instance_id"]], groups[r["instance_id"]]))
     return {"Reservations": list(reservations.values()), **more}
+
+
+def _described(row: dict, tags: list[dict], groups: list[dict]) -> Keyed:
+    """The instance as DescribeInstances shows it, keyed by all it is made of (its record, tags
+    and groups), so that the response writer writes each unchanged instance's XML only once."""
+    key = (tuple(row.values()), tuple((t["Key"], t["Value"]) for t in tags),
+           tuple((g["GroupName"], g["GroupId"]) for g in groups))
+    return Keyed(key, functools.partial(_instance, row, tags, groups))
 
 
 # -- changes of state -------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ import datetime
 import functools
 import re
 import threading
+from collections import OrderedDict
+from collections.abc import Mapping
 from email.utils import format_datetime
 
 import botocore.session
@@ -202,6 +204,32 @@ class XmlWriter:
                  shape.value, item)
 
 
+class Keyed(Mapping):
+    """A structure's value that ``key`` (hashable) determines wholly, built by ``build()`` only
+    when it is needed: TextWriter keeps the text it wrote for a key and writes it again for
+    the same key without building the value. For values that are many and seldom change (the
+    instances of a DescribeInstances of thousands): their key is what they are made of."""
+
+    __slots__ = ("key", "_build", "_value")
+
+    def __init__(self, key, build):
+        self.key, self._build, self._value = key, build, None
+
+    def value(self):
+        if self._value is None:
+            self._value = self._build()
+        return self._value
+
+    def __getitem__(self, name):
+        return self.value()[name]
+
+    def __iter__(self):
+        return iter(self.value())
+
+    def __len__(self):
+        return len(self.value())
+
+
 class TextWriter:
     """XML text for values of shapes, the same document XmlWriter builds, several times faster.
 
@@ -209,13 +237,15 @@ class TextWriter:
     protocols'; S3's use XmlWriter): each shape is compiled once into a function that
     appends the text of its content to a list, so a value of 10,000 instances is one
     walk of plain dicts rather than an element tree.  Text is escaped as lxml does;
-    a string XML cannot carry (control characters) is a ValueError, as with lxml.
+    a string XML cannot carry (control characters) is a ValueError, as with lxml.  The text
+    of a Keyed value is kept for its key (the ``remember`` most recently written).
     """
 
-    def __init__(self):
+    def __init__(self, remember=50_000):
         self._content = {}  # shape name -> function(value, out)
         self._compiling = threading.RLock()
         self._pending, self._depth = {}, 0  # while compiling
+        self._texts, self._texts_lock, self._remember = OrderedDict(), threading.Lock(), remember
 
     def text(self, shape, value):
         """The XML text of ``value``'s content (the members of a structure, the items of a list)."""
@@ -263,6 +293,12 @@ class TextWriter:
             plans = {}  # the keys of a value -> its members in the shape's order
 
             def structure(value, parts):
+                if value.__class__ is not Keyed:
+                    members_of(value, parts)
+                elif text := self._text_of(shape.name, value, members_of):
+                    parts.append(text)
+
+            def members_of(value, parts):
                 keys = tuple(value)
                 plan = plans.get(keys)
                 if plan is None:
@@ -295,6 +331,23 @@ class TextWriter:
         if kind == 'string':
             return lambda value, parts: parts.append(xml_escape(str(value)))
         return lambda value, parts: parts.append(xml_escape(format_scalar(shape, value)))
+
+    def _text_of(self, shape_name, keyed, write):
+        """The text ``write`` writes for ``keyed``'s value: the one kept for its key, or written now."""
+        key = (shape_name, keyed.key)
+        with self._texts_lock:
+            text = self._texts.get(key)
+            if text is not None:
+                self._texts.move_to_end(key)
+                return text
+        parts = []
+        write(keyed.value(), parts)
+        text = ''.join(parts)
+        with self._texts_lock:
+            self._texts[key] = text
+            if len(self._texts) > self._remember:
+                self._texts.popitem(last=False)
+        return text
 
     def _member_writer(self, name, shape):
         """function(value, parts) appending the element(s) ``name`` of a value of ``shape``;

@@ -5,6 +5,7 @@ Ec2Protocol.serialize -> botocore's EC2QueryParser must give back the output.
 """
 
 import datetime
+import functools
 
 import botocore.parsers
 import botocore.serialize
@@ -13,7 +14,7 @@ from lxml import etree
 
 from eucacore.awsapi.ec2 import Ec2Protocol
 from eucacore.awsapi.errors import AWSError
-from eucacore.awsapi.shapes import TextWriter, XmlWriter
+from eucacore.awsapi.shapes import Keyed, TextWriter, XmlWriter
 
 UTC = datetime.timezone.utc
 T1 = datetime.datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
@@ -296,6 +297,25 @@ def test_text_writer_writes_what_the_element_writer_builds(protocol, operation, 
     XmlWriter('urn:x').fill(root, shape, output)
     expected = etree.tostring(root, encoding='unicode')
     assert f'<R xmlns="urn:x">{TextWriter().text(shape, output)}</R>' == expected
+
+
+def test_a_keyed_value_is_written_as_its_value_and_built_once_per_key(protocol):
+    built = []
+
+    def instance(instance_id):
+        built.append(instance_id)
+        return {'InstanceId': instance_id, 'LaunchTime': T1, 'State': {'Code': 16, 'Name': 'running'}}
+
+    def answer(*keys):
+        return {'Reservations': [{'ReservationId': 'r-1', 'Instances': [
+            Keyed(key, functools.partial(instance, key)) for key in keys]}]}
+    expected = protocol.serialize('DescribeInstances', {'Reservations': [{'ReservationId': 'r-1', 'Instances': [
+        instance('i-1'), instance('i-2')]}]}, 'req-1')
+    built.clear()
+    assert protocol.serialize('DescribeInstances', answer('i-1', 'i-2'), 'req-1') == expected
+    assert protocol.serialize('DescribeInstances', answer('i-1', 'i-2', 'i-3'), 'req-1').count(b'<item>') == 4
+    assert built == ['i-1', 'i-2', 'i-3']  # i-1 and i-2 were not built again
+    assert dict(answer('i-4')['Reservations'][0]['Instances'][0])['InstanceId'] == 'i-4'  # still a mapping
 
 
 def test_text_is_escaped_as_lxml_escapes_it(protocol):

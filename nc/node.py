@@ -27,6 +27,7 @@ starts again.
 
 import base64
 import binascii
+import functools
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ import shlex
 import shutil
 import subprocess
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from socket import AF_INET
@@ -57,6 +59,8 @@ TASK_KEEP = 3600
 SHUTDOWN_GRACE = 60
 #: Seconds between ncPowerDown's answer and NC_POWERDOWN_COMMAND, so the answer gets out first.
 POWERDOWN_DELAY = 1.0
+#: Seconds the MAC address reported to the CC (the wake-on-LAN target) is kept before it is read again.
+MAC_TTL = 60
 PENDING, EXTANT, STOPPING, STOPPED, TEARDOWN = "Pending", "Extant", "Stopping", "Stopped", "Teardown"
 # Neighbour states (linux/neighbour.h) of entries that name no reachable host.
 NUD_INCOMPLETE, NUD_FAILED = 0x01, 0x20
@@ -203,14 +207,10 @@ class NodeController:
     @staticmethod
     def mac_toward(address: str) -> str:
         """The MAC address of the interface this host reaches ``address`` by: where a wake-on-LAN
-        packet for this host must arrive. Empty if there is no route."""
-        try:
-            with IPRoute() as ip:
-                route = ip.route("get", dst=address)[0]
-                return ip.get_links(route.get_attr("RTA_OIF"))[0].get_attr("IFLA_ADDRESS") or ""
-        except (OSError, IndexError) as e:
-            log.warning("no interface toward %s: %s", address, e)
-            return ""
+        packet for this host must arrive. Empty if there is no route. Read again each MAC_TTL
+        seconds (the CC asks at every poll)."""
+        return _mac_toward(address, int(time.monotonic() // MAC_TTL))
+
 
     def _reported_tasks(self) -> dict[str, list[dict]]:
         """CreateImage tasks running or finished within TASK_KEEP, by instance, oldest first."""
@@ -602,6 +602,18 @@ class NodeController:
         self.workers.shutdown(wait=False, cancel_futures=True)
         self.power.shutdown(wait=False, cancel_futures=True)
         self.imaging.shutdown(wait=False, cancel_futures=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _mac_toward(address: str, period: int) -> str:
+    """NodeController.mac_toward, remembered for one ``period``."""
+    try:
+        with IPRoute() as ip:
+            route = ip.route("get", dst=address)[0]
+            return ip.get_links(route.get_attr("RTA_OIF"))[0].get_attr("IFLA_ADDRESS") or ""
+    except (OSError, IndexError) as e:
+        log.warning("no interface toward %s: %s", address, e)
+        return ""
 
 
 def _link_into(target, source) -> None:

@@ -22,6 +22,7 @@ import base64
 import functools
 import json
 import logging
+import operator
 import posixpath
 import uuid
 from urllib.parse import quote
@@ -519,11 +520,18 @@ def describe_instances(ctx, params):
     return {"Reservations": list(reservations.values()), **more}
 
 
+#: The columns of an instance's record that DescribeInstances shows: _instance reads no other.
+SHOWN_COLUMNS = ("instance_id", "image_id", "state", "reason", "launch_index", "instance_type", "launch_time",
+                 "zone", "client_token", "kernel_id", "ramdisk_id", "key_name", "private_ip", "public_ip")
+_shown = operator.itemgetter(*SHOWN_COLUMNS)
+_tag_pair, _group_pair = operator.itemgetter("Key", "Value"), operator.itemgetter("GroupName", "GroupId")
+
+
 def _described(row: dict, tags: list[dict], groups: list[dict]) -> Keyed:
-    """The instance as DescribeInstances shows it, keyed by all it is made of (its record, tags
-    and groups), so that the response writer writes each unchanged instance's XML only once."""
-    key = (tuple(row.values()), tuple((t["Key"], t["Value"]) for t in tags),
-           tuple((g["GroupName"], g["GroupId"]) for g in groups))
+    """The instance as DescribeInstances shows it, keyed by all it is made of (the columns
+    shown, its tags and groups), so that the response writer writes each unchanged
+    instance's XML only once."""
+    key = (_shown(row), tuple(map(_tag_pair, tags)), tuple(map(_group_pair, groups)))
     return Keyed(key, functools.partial(_instance, row, tags, groups))
 
 

@@ -667,3 +667,15 @@ def test_stop_start_reboot_console_terminate_end_to_end(stack):
     alice("TerminateInstances", InstanceIds=[instance_id])
     settle(stack, alice, instance_id, "terminated")
     assert stack.node.hypervisor.state(instance_id) is None
+
+
+def test_describe_instances_shows_no_column_but_the_shown_ones(cloud, alice):
+    """What DescribeInstances keeps each instance's XML by (instances.SHOWN_COLUMNS) is all it shows."""
+    (instance_id,) = launch(cloud, alice)
+    row = cloud.store.db["instances"].get(instance_id)
+    shown = instances._instance(row)
+    for column in set(row) - set(instances.SHOWN_COLUMNS):
+        changed = {**row, column: "changed" if isinstance(row[column], str) else 12345}
+        assert instances._instance(changed) == shown, column
+    for column in instances.SHOWN_COLUMNS:
+        assert column in row

@@ -6,8 +6,10 @@ which tells systemd ``READY=1`` once every port listens and drains in-flight
 requests on SIGTERM before it returns.
 """
 
+import io
 import logging
 import os
+import select
 import signal
 import socket
 import ssl
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 
 from cheroot import server as cheroot_server
 from cheroot import wsgi
+from cheroot.makefile import MakeFile, StreamReader
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from eucacore.ids import current_request_id, new_request_id
@@ -157,8 +160,35 @@ SOCKET = "eucalyptus.socket"
 MAX_DRAIN = 1024 * 1024
 
 
+class _KnownLengthInput(cheroot_server.KnownLengthRFile):
+    """cheroot's request body of known length, with ``readinto``: a large upload goes from the
+    socket straight into the app's buffer instead of through a new bytes object per read."""
+
+    def readinto(self, buffer) -> int:
+        """Fill ``buffer`` as ``read(len(buffer))`` would, short only at the end of the body.
+
+        Built on ``readinto1``: the pure-Python ``readinto`` below it can fail with "lvalue and
+        rvalue have different structures" when a read ends in the middle of its buffered bytes.
+        """
+        view = memoryview(buffer)[:self.remaining]
+        got = 0
+        while got < len(view):
+            n = self.rfile.readinto1(view[got:])
+            if not n:
+                break
+            got += n
+        self.remaining -= got
+        return got
+
+
 class _Gateway(wsgi.Gateway_10):
-    """cheroot's WSGI 1.0 gateway, which also hands the app the connection's socket."""
+    """cheroot's WSGI 1.0 gateway, which also hands the app the connection's socket and a
+    body of known length that supports ``readinto``."""
+
+    def __init__(self, req):
+        if type(req.rfile) is cheroot_server.KnownLengthRFile:
+            req.rfile = _KnownLengthInput(req.rfile.rfile, req.rfile.remaining)
+        super().__init__(req)
 
     def get_environ(self):
         environ = super().get_environ()
@@ -183,8 +213,70 @@ class _Request(cheroot_server.HTTPRequest):
         return ok
 
 
+class _StreamReader(StreamReader):
+    """cheroot's socket reader, whose ``readline`` takes a line already in its buffer in one step.
+
+    cheroot reads the request line and every header with ``readline``, which the pure-Python
+    ``io`` it builds on answers with a peek and a read per call; that was a good part of the
+    cost of a small request.  A line not wholly buffered takes the usual way.
+    """
+
+    def readline(self, size=-1):
+        with self._read_lock:
+            buffer, start = self._read_buf, self._read_pos
+            end = buffer.find(b"\n", start) + 1
+            if end and (size is None or size < 0 or end - start <= size):
+                self._read_pos = end
+                self.bytes_read += end - start
+                return buffer[start:end]
+        return super().readline(size)
+
+
+def _make_file(sock, mode="r", bufsize=io.DEFAULT_BUFFER_SIZE):
+    """cheroot's ``MakeFile`` (also what its TLS adapter builds), reading with :class:`_StreamReader`."""
+    if "r" in mode:
+        return _StreamReader(sock, mode, bufsize)
+    return MakeFile(sock, mode, bufsize)
+
+
 class _Connection(cheroot_server.HTTPConnection):
+    """cheroot's connection, whose worker stays for the next request of a quick client.
+
+    cheroot answers one request per turn of a worker, then hands the kept-alive connection back
+    to its selector thread, which hands it to a worker again when the next request arrives:
+    a selector registration, a queue and two thread switches per request, more than a small
+    request's own parsing.  A client whose last request came within NEXT_REQUEST_WAIT of the
+    answer before (an SDK making calls one after another) keeps its worker that long for the
+    next one, at most TURN requests in a row so that other connections get their turn; a
+    slower client (a busy server's many connections) is handed back at once, as cheroot does.
+    """
+
     RequestHandlerClass = _Request
+    NEXT_REQUEST_WAIT = 0.005
+    TURN = 100
+
+    def __init__(self, server, sock, cheroot_makefile=None):
+        """cheroot passes its ``MakeFile`` (or its TLS adapter's, the same classes): ours replaces it."""
+        super().__init__(server, sock, _make_file)
+        self._handed_back_at = None
+
+    def communicate(self):
+        """Answer requests while they keep coming; True when the connection stays open."""
+        quick = self._handed_back_at is not None \
+            and time.monotonic() - self._handed_back_at < self.NEXT_REQUEST_WAIT
+        for _ in range(self.TURN):
+            if not super().communicate():
+                return False
+            if not (self.server.ready and self._next_request_waiting(self.NEXT_REQUEST_WAIT if quick else 0)):
+                break
+        self._handed_back_at = time.monotonic()
+        return True
+
+    def _next_request_waiting(self, wait: float) -> bool:
+        if self.rfile.has_data():
+            return True
+        readable, _, _ = select.select([self.socket], [], [], wait)
+        return bool(readable)
 
 
 def make_server(listener: Listener, health: Callable[[], None] | None = None) -> wsgi.Server:

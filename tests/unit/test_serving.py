@@ -1,6 +1,9 @@
 """eucacore.serving: cheroot listeners, request ids, mutual TLS by certificate kind,
 sd_notify and draining on stop. Everything runs over real loopback sockets and TLS."""
 
+import hashlib
+import http.client
+import os
 import socket
 import tempfile
 import threading
@@ -90,7 +93,74 @@ def free_port():
         return s.getsockname()[1]
 
 
+def digest_app(environ, start_response):
+    """Reads the body with ``readinto`` into a reused 1 MiB buffer; answers its MD5 and the
+    size of every read."""
+    body, buffer, md5, sizes = environ["wsgi.input"], bytearray(2**20), hashlib.md5(), []
+    while got := body.readinto(buffer):
+        md5.update(memoryview(buffer)[:got])
+        sizes.append(got)
+    answer = f"{md5.hexdigest()} {sizes}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(answer)))])
+    return [answer]
+
+
+def thread_app(environ, start_response):
+    """Answers with the name of the worker thread that serves the request."""
+    body = threading.current_thread().name.encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 # -- plain listener --------------------------------------------------------------
+
+
+def test_quick_client_keeps_its_worker_and_a_slow_one_is_still_answered(monkeypatch):
+    """Requests that follow each other at once on a kept-alive connection are answered by one
+    worker without a hand-off; after a pause the connection goes back to cheroot and still works.
+    (The wait is made long here, so that a loaded machine's pauses do not count as slowness.)"""
+    monkeypatch.setattr(serving._Connection, "NEXT_REQUEST_WAIT", 0.3)
+    running = Running(Listener("keepalive-test", thread_app, "127.0.0.1", 0, threads=4))
+    conn = http.client.HTTPConnection("127.0.0.1", running.port, timeout=10)
+
+    def worker():
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        assert response.status == 200
+        return response.read().decode()
+
+    try:
+        quick = [worker() for _ in range(6)]
+        assert len(set(quick[1:])) == 1  # the first answer tells the connection that it is quick
+        for _ in range(2):
+            time.sleep(0.4)
+            assert worker() in {thread.name for thread in threading.enumerate()}
+    finally:
+        conn.close()
+        running.stop()
+
+
+
+def test_body_readinto_fills_each_buffer_whole():
+    """A read may end just short of the app's buffer, the rest arriving later: each readinto
+    still fills the buffer whole and every byte arrives once, request after request on one
+    kept-alive connection."""
+    running = Running(Listener("readinto-test", digest_app, "127.0.0.1", 0, threads=2))
+    data = os.urandom(3 * 2**20 + 12345)
+    conn = http.client.HTTPConnection("127.0.0.1", running.port, timeout=30)
+    try:
+        for _ in range(2):
+            conn.putrequest("PUT", "/upload")
+            conn.putheader("Content-Length", str(len(data)))
+            conn.endheaders()
+            conn.send(data[:2**20 - 100])  # the server's first read ends 100 bytes short
+            time.sleep(0.2)
+            conn.send(data[2**20 - 100:])
+            answer = conn.getresponse().read().decode()
+            assert answer == f"{hashlib.md5(data).hexdigest()} {[2**20] * 3 + [12345]}"
+    finally:
+        conn.close()
+        running.stop()
 
 
 def test_healthcheck_answers_ok(plain):

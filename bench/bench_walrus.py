@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import dataclasses
 import grp
+import hashlib
 import http.client
 import os
 import pwd
@@ -524,6 +525,16 @@ def table(results: dict, failures: dict, servers: list[str]) -> str:
     return "\n".join(text)
 
 
+def md5_mbs(size: int = 256 * MiB) -> float:
+    """hashlib's MD5 on one core, in MB/s: a large PUT's ceiling, since every byte is hashed for
+    the ETag (S3's MD5) in the order it arrives."""
+    block, digest = memoryview(os.urandom(CHUNK)), hashlib.md5()
+    started = time.perf_counter()
+    for _ in range(size // CHUNK):
+        digest.update(block)
+    return size / 1e6 / (time.perf_counter() - started)
+
+
 def notes(opts, failures: dict, load: tuple) -> str:
     lines = [f"small ops: {opts.ops} per phase, boto3 with one client per thread; large object {opts.large_mib} MiB "
              f"over http.client, best of {opts.repeat}; listing of {opts.list_keys} keys in pages of 1000; "
@@ -533,6 +544,7 @@ def notes(opts, failures: dict, load: tuple) -> str:
              "usage reports; 'w/ CLC' = ratio counting it too.",
              "Walrus fsyncs every object before answering; nginx's dav PUT does not fsync; "
              "moto keeps objects in memory.",
+             f"MD5 (hashlib, one core) runs at {md5_mbs():.0f} MB/s here: the ceiling of Walrus's large PUT.",
              "load average (1 min) at start and end: {:.2f}, {:.2f}; other work on the machine lowers ops/s and MB/s, "
              "much less CPU per op.".format(load[0], os.getloadavg()[0])]
     lines += [f"FAILED {server} {workload}: {message}" for (workload, server), message in failures.items()]

@@ -9,6 +9,7 @@ multipart uploads in walrus/multipart.py; both are mixins of :class:`WalrusApp`.
 
 import base64
 import binascii
+import functools
 import ipaddress
 import logging
 import re
@@ -21,8 +22,11 @@ from eucacore.awsapi.s3 import S3Protocol
 from eucacore.ids import new_request_id
 from eucacore.principal import Principal
 
-from . import acl, chunked, nodeauth
+from . import acl, chunked, nodeauth, sigv4
 from . import store as st
+from .listing import OPERATIONS as LISTINGS
+from .listing import ListedObjects
+from .listing import serialize as serialize_listing
 from .multipart import MultipartHandlers
 from .objects import NotModified, ObjectHandlers, utc
 from .postobject import PostObjectHandler
@@ -145,10 +149,10 @@ class WalrusApp(ObjectHandlers, MultipartHandlers, PostObjectHandler):
         if self.node_auth is not None and self.node_auth.applies(headers):
             credentials = self.node_auth.verify(method, raw_path, query_string, headers)
         else:
-            credentials = verify_request(
-                service="s3", method=method, raw_path=raw_path, query_string=query_string,
-                headers=headers, body=None, lookup=self.lookup, allow_anonymous=True,
-                service_host=self.service_host)
+            credentials = sigv4.verify_header(method, raw_path, query_string, headers, self.lookup) \
+                or verify_request(service="s3", method=method, raw_path=raw_path, query_string=query_string,
+                                  headers=headers, body=None, lookup=self.lookup, allow_anonymous=True,
+                                  service_host=self.service_host)
         if method == "POST" and headers.get("content-type", "").startswith("multipart/form-data"):
             return self.post_object(environ, request_id, raw_path, headers)
         body = self._body(environ, headers, credentials)
@@ -168,7 +172,10 @@ class WalrusApp(ObjectHandlers, MultipartHandlers, PostObjectHandler):
             output = handler(ctx, params)
         except st.StoreError as exc:
             raise _store_error(exc, bucket, key) from None
-        status, out_headers, out_body = self.protocol.serialize(operation, output, request_id)
+        if operation in LISTINGS:
+            status, out_headers, out_body = serialize_listing(self.protocol, operation, output, request_id)
+        else:
+            status, out_headers, out_body = self.protocol.serialize(operation, output, request_id)
         if isinstance(out_body, bytes) and _MARK in out_body:
             out_body = _MARKED.sub(lambda m: b"&#%d;" % int(m.group(1), 16), out_body)
             out_headers = [(n, v) for n, v in out_headers if n.lower() != "content-length"]
@@ -425,15 +432,8 @@ class WalrusApp(ObjectHandlers, MultipartHandlers, PostObjectHandler):
         listing = self.store.list_objects(bucket, prefix=prefix, delimiter=delimiter,
                                           start_after=start_after,
                                           max_keys=min(max_keys, 1000))
-        contents = []
-        for o in listing.contents:
-            item = {"Key": self._encode(req, o.key), "LastModified": utc(o.last_modified),
-                    "ETag": o.etag, "Size": o.size, "StorageClass": "STANDARD"}
-            if with_owner:
-                item["Owner"] = acl.owner(o.owner or owner)
-            if o.checksum_algorithm:
-                item["ChecksumAlgorithm"] = [o.checksum_algorithm]
-            contents.append(item)
+        contents = ListedObjects(listing.contents, lambda key: self._encode(req, key),
+                                 owner if with_owner else None)
         output = {
             "Name": bucket, "Prefix": self._encode(req, prefix), "MaxKeys": max_keys,
             "IsTruncated": listing.is_truncated, "Contents": contents,
@@ -468,6 +468,7 @@ _REASONS = {200: "OK", 201: "Created", 204: "No Content", 206: "Partial Content"
             500: "Internal Server Error", 501: "Not Implemented"}
 
 
+@functools.cache  # operation names come from botocore's model: a bounded set
 def _snake(operation: str) -> str:
     return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", operation).lower()
 

@@ -10,6 +10,7 @@ from eucacore.principal import Principal
 
 from . import checksums
 from .objects import check_content_md5
+from .store import read_into
 
 #: The largest non-object body (bucket configuration XML) read into memory.
 MAX_SMALL_BODY = 1024 * 1024
@@ -34,7 +35,7 @@ class RequestContext:
 class RequestBody:
     """The request's payload stream, bounded by its (decoded) length.
 
-    ``read(n)`` streams (PutObject, UploadPart; the handler checks those bytes).  A
+    ``read(n)`` and ``readinto`` stream (PutObject, UploadPart; the handler checks those bytes).  A
     whole-body ``read()`` is for small XML payloads: it is capped, and checked here against
     Content-MD5, a hex x-amz-content-sha256 and any x-amz-checksum-* header.  For an
     aws-chunked upload ``stream`` is the decoder and ``trailers`` what followed the chunks.
@@ -60,6 +61,19 @@ class RequestBody:
         if self.remaining is not None:
             self.remaining -= len(data)
         return data
+
+    def readinto(self, buffer) -> int:
+        """Like ``read(len(buffer))``, into ``buffer``: a large upload is received without a
+        bytes object per chunk when the stream below can do the same."""
+        view = memoryview(buffer)
+        if self.remaining is not None:
+            view = view[:self.remaining]
+            if not view:
+                return 0
+        got = read_into(self.stream, view)
+        if self.remaining is not None:
+            self.remaining -= got
+        return got
 
     def _read_all(self) -> bytes:
         if self.remaining is not None and self.remaining > MAX_SMALL_BODY:

@@ -9,11 +9,13 @@ point leaves either the old object or the new one, and :meth:`WalrusStore.sweep`
 """
 
 import contextlib
+import ctypes
 import hashlib
 import io
 import json
 import logging
 import os
+import queue
 import re
 import secrets
 import shutil
@@ -21,6 +23,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from eucacore.db import Store
 from eucacore.ids import now
@@ -191,12 +194,14 @@ def _migration_3(db):
 
 MIGRATIONS = [_migration_1, _migration_2, _migration_3]
 
-#: The objects columns that make an ObjectInfo, in _object_info's order.
 #: What a bucket's directory may be called (the bucket naming rules); sweep leaves anything else.
 _BUCKET_DIRECTORY = re.compile(r"^[a-z0-9][a-z0-9._-]{2,254}$")
 BUCKET_COLUMNS = "name, owner, created, acl, location"
+#: The objects columns that make an ObjectInfo, in _object_info's order.
 OBJECT_COLUMNS = ("bucket, key, size, etag, last_modified, content_type, metadata, headers, owner, acl, "
                   "checksum_algorithm, checksum, parts, file")
+#: The objects columns that make a ListedObject, in its order.
+LISTED_COLUMNS = "key, size, etag, last_modified, owner, checksum_algorithm"
 
 
 def _usage(conn, account_id: str, *, stored: int = 0, buckets: int = 0, bytes_in: int = 0,
@@ -534,7 +539,8 @@ class WalrusStore:
 
     def list_objects(self, bucket: str, *, prefix: str = "", delimiter: str = "",
                      start_after: str = "", max_keys: int = 1000) -> "Listing":
-        """Keys of ``bucket`` after ``start_after`` in UTF-8 byte order, rolled up by delimiter."""
+        """Keys of ``bucket`` after ``start_after`` in UTF-8 byte order, rolled up by delimiter:
+        :class:`ListedObject` rows and common prefixes."""
         self.get_bucket(bucket)
         listing = Listing()
         if max_keys <= 0:
@@ -571,21 +577,31 @@ class WalrusStore:
             lower, inclusive = restart, True
 
     def _scan(self, bucket: str, lower: str, inclusive: bool, upper: str | None,
-              batch: int = 500) -> Iterator[ObjectInfo]:
+              batch: int = 500) -> Iterator["ListedObject"]:
         """Objects from ``lower`` up to ``upper`` (exclusive) in key order, in batches."""
         while True:
-            sql = (f"SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key "
+            sql = (f"SELECT {LISTED_COLUMNS} FROM objects WHERE bucket = ? AND key "
                    + (">=" if inclusive else ">") + " ?")
             args = [bucket, lower]
             if upper is not None:
                 sql += " AND key < ?"
                 args.append(upper)
             rows = self.db.execute(sql + " ORDER BY key LIMIT ?", args + [batch]).fetchall()
-            for row in rows:
-                yield _object_info(row)
+            yield from map(ListedObject._make, rows)
             if len(rows) < batch:
                 return
-            lower, inclusive = rows[-1][1], False
+            lower, inclusive = rows[-1][0], False
+
+
+class ListedObject(NamedTuple):
+    """What a listing shows of an object: a row as SQLite returns it, no metadata decoded."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: float
+    owner: str
+    checksum_algorithm: str | None
 
 
 @dataclass
@@ -651,25 +667,124 @@ def _digests(chunks, hashers: dict) -> Digests:
     return Digests(size, md5.digest(), {name: h.digest() for name, h in hashers.items()})
 
 
+def read_into(stream, view: memoryview) -> int:
+    """Fill as much of ``view`` as one read of ``stream`` gives: straight into it when the
+    stream has ``readinto`` (no bytes object in between), else by copying what ``read`` returns."""
+    if hasattr(stream, "readinto"):
+        return stream.readinto(view)
+    data = stream.read(len(view))
+    view[:len(data)] = data
+    return len(data)
+
+
 def _write_file(path: Path, stream, length: int | None, hashers: dict) -> Digests:
-    """Copy ``stream`` into a new file at ``path`` and fsync it, hashing as it goes."""
+    """Copy ``stream`` into a new file at ``path`` and fsync it, hashing as it goes.
+
+    This thread receives and writes; a :class:`_Hashing` thread hashes each chunk once it is
+    written and starts its writeback, so MD5 (the slowest step, about 650 MB/s on one core)
+    and the disk both overlap the next receive instead of following it.
+    """
     md5, size = hashlib.md5(), 0
-    updates = [md5.update] + [h.update for h in hashers.values()]
-    with open(path, "xb") as out:
+    with open(path, "xb", buffering=0) as out, _Hashing([md5] + list(hashers.values()), out.fileno()) as hashing:
         while length is None or size < length:
-            want = CHUNK if length is None else min(CHUNK, length - size)
-            chunk = stream.read(want)
-            if not chunk:
+            buffer = hashing.free_buffer()
+            view = memoryview(buffer)[:CHUNK if length is None else min(CHUNK, length - size)]
+            got = read_into(stream, view)
+            if not got:
                 if length is not None:
                     raise IncompleteBody(f"got {size} of {length} bytes")
                 break
-            out.write(chunk)
-            for update in updates:
-                update(chunk)
-            size += len(chunk)
-        out.flush()
-        os.fsync(out.fileno())
+            _write_all(out, view[:got])
+            hashing.add(buffer, got)
+            size += got
     return Digests(size, md5.digest(), {name: h.digest() for name, h in hashers.items()})
+
+
+def _write_all(out, view: memoryview) -> None:
+    """Write all of ``view`` to the unbuffered file ``out``, which may take less per call."""
+    while view:
+        view = view[out.write(view):]
+
+
+class _Hashing:
+    """A thread that feeds written chunks to ``hashers`` and starts their writeback to disk.
+
+    Chunks circulate through a few reused buffers, so memory stays at BUFFERS * CHUNK
+    whatever the object's size.  Leaving the ``with`` block waits for the last chunk to be
+    hashed and then fsyncs ``fd``: by then most of the file is on its way to the disk.
+    """
+
+    BUFFERS = 4
+    #: Bytes written between two writeback starts.
+    WRITEBACK = 8 * CHUNK
+
+    def __init__(self, hashers: list, fd: int):
+        self.hashers, self.fd = hashers, fd
+        self._free = queue.SimpleQueue()
+        for _ in range(self.BUFFERS):
+            self._free.put(bytearray(CHUNK))
+        self._written = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="walrus-hashing", daemon=True)
+        self._failure = None
+
+    def __enter__(self) -> "_Hashing":
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        self._written.put(None)
+        self._thread.join()
+        if exc_type is None:
+            if self._failure is not None:
+                raise self._failure
+            os.fsync(self.fd)
+
+    def free_buffer(self) -> bytearray:
+        """A buffer the hashing thread is done with (waits while all are in use)."""
+        return self._free.get()
+
+    def add(self, buffer: bytearray, length: int) -> None:
+        """Hash the first ``length`` bytes of ``buffer`` (already written), then free it."""
+        self._written.put((buffer, length))
+
+    def _run(self) -> None:
+        offset, started = 0, 0
+        while (item := self._written.get()) is not None:
+            buffer, length = item
+            if self._failure is None:
+                try:
+                    view = memoryview(buffer)[:length]
+                    for hasher in self.hashers:
+                        hasher.update(view)
+                    offset += length
+                    if offset - started >= self.WRITEBACK:
+                        start_writeback(self.fd, started, offset - started)
+                        started = offset
+                except BaseException as e:  # noqa: BLE001 - raised in the writer's thread
+                    self._failure = e
+            self._free.put(buffer)
+
+
+def _sync_file_range():
+    """libc's ``sync_file_range`` (Linux), or None where the C library has none."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    return function
+
+
+_SYNC_FILE_RANGE = _sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Have the kernel start writing ``length`` bytes of ``fd`` from ``offset`` to disk, without
+    waiting for them, so that the fsync that makes the file durable finds little left to do.
+    Only a head start: where the call is missing or fails, the fsync does all of it."""
+    if _SYNC_FILE_RANGE is not None:
+        _SYNC_FILE_RANGE(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
 class RangeReader:

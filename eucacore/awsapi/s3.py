@@ -96,6 +96,24 @@ class _Route:
                 + len(self.required_headers))
 
 
+class _InputPlan:
+    """An input shape's members by where they travel: uri, query string, header, header prefix."""
+
+    def __init__(self, shape):
+        self.uri, self.query, self.headers, self.prefixes = [], {}, {}, []
+        for name, member in shape.members.items():
+            location = member.serialization.get('location')
+            wire_name = member.serialization.get('name', name)
+            if location == 'uri':
+                self.uri.append((name, wire_name.rstrip('+')))
+            elif location == 'querystring' and member.type_name != 'map':
+                self.query[wire_name] = (name, member)  # no S3 operation takes free-form query maps
+            elif location == 'header':
+                self.headers[wire_name.lower()] = (name, member, wire_name)
+            elif location == 'headers':
+                self.prefixes.append((wire_name.lower(), name))
+
+
 class S3Protocol:
     """Routes and parses S3 REST requests; renders S3 responses and errors."""
 
@@ -110,6 +128,7 @@ class S3Protocol:
         self._valued = {key for r in self._routes for key, value in r.literal_query.items() if value}
         self._header_names = {name for r in self._routes for name in r.required_headers}
         self._chosen = {}
+        self._plans = {}
 
     # ------------------------------------------------------------ requests
 
@@ -173,30 +192,32 @@ class S3Protocol:
                        501)
 
     def _members(self, shape, uri, query, headers):
+        plan = self._plan(shape)
         params = {}
-        for name, member in shape.members.items():
-            location = member.serialization.get('location')
-            wire_name = member.serialization.get('name', name)
-            if location == 'uri':
-                value = uri.get(wire_name.rstrip('+'))
-                if value is not None:
-                    params[name] = value
-            elif location == 'querystring':
-                if member.type_name == 'map':
-                    continue  # no S3 operation takes free-form query maps
-                if wire_name in query:
-                    params[name] = self._query_value(member, query[wire_name], wire_name)
-            elif location == 'header':
-                if wire_name.lower() in headers:
-                    params[name] = _header_value(member, headers[wire_name.lower()],
-                                                 wire_name)
-            elif location == 'headers':
-                prefix = wire_name.lower()
-                found = {h[len(prefix):]: v for h, v in headers.items()
-                         if h.startswith(prefix)}
-                if found:
-                    params[name] = found
+        for name, wire_name in plan.uri:
+            value = uri.get(wire_name)
+            if value is not None:
+                params[name] = value
+        for wire_name, values in query.items():
+            hit = plan.query.get(wire_name)
+            if hit is not None:
+                params[hit[0]] = self._query_value(hit[1], values, wire_name)
+        for header, value in headers.items():
+            hit = plan.headers.get(header)
+            if hit is not None:
+                params[hit[0]] = _header_value(hit[1], value, hit[2])
+        for prefix, name in plan.prefixes:
+            found = {h[len(prefix):]: v for h, v in headers.items() if h.startswith(prefix)}
+            if found:
+                params[name] = found
         return params
+
+    def _plan(self, shape):
+        """Where each located member of an input shape comes from, by wire name (built once)."""
+        plan = self._plans.get(shape.name)
+        if plan is None:
+            plan = self._plans[shape.name] = _InputPlan(shape)
+        return plan
 
     @staticmethod
     def _query_value(member, values, wire_name):
@@ -341,9 +362,9 @@ def _header_value(shape, text, wire_name):
 
 def _output_headers(shape, output):
     headers = []
-    for name, member in shape.members.items():
-        value = output.get(name)
-        if value is None:
+    for name, value in output.items():
+        member = shape.members.get(name)
+        if value is None or member is None:
             continue
         location = member.serialization.get('location')
         wire_name = member.serialization.get('name', name)

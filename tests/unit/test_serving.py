@@ -118,8 +118,9 @@ def thread_app(environ, start_response):
 def test_quick_client_keeps_its_worker_and_a_slow_one_is_still_answered(monkeypatch):
     """Requests that follow each other at once on a kept-alive connection are answered by one
     worker without a hand-off; after a pause the connection goes back to cheroot and still works.
-    (The wait is made long here, so that a loaded machine's pauses do not count as slowness.)"""
-    monkeypatch.setattr(serving._Connection, "NEXT_REQUEST_WAIT", 0.3)
+    (The wait is made long here, so that a loaded machine's pauses, CI's included, do not count
+    as slowness.)"""
+    monkeypatch.setattr(serving._Connection, "NEXT_REQUEST_WAIT", 2.0)
     running = Running(Listener("keepalive-test", thread_app, "127.0.0.1", 0, threads=4))
     conn = http.client.HTTPConnection("127.0.0.1", running.port, timeout=10)
 
@@ -130,15 +131,17 @@ def test_quick_client_keeps_its_worker_and_a_slow_one_is_still_answered(monkeypa
         return response.read().decode()
 
     try:
-        quick = [worker() for _ in range(6)]
-        assert len(set(quick[1:])) == 1  # the first answer tells the connection that it is quick
+        quick = [worker() for _ in range(12)]
+        # One hand-off at most: the worker of the first turn answers while the next request is
+        # already there, then the connection is known to be quick and one worker keeps it (handed
+        # back after each request, twelve would go round all four workers).
+        assert len(set(quick)) <= 2
         for _ in range(2):
-            time.sleep(0.4)
+            time.sleep(2.5)
             assert worker() in {thread.name for thread in threading.enumerate()}
     finally:
         conn.close()
         running.stop()
-
 
 
 def test_body_readinto_fills_each_buffer_whole():

@@ -128,7 +128,14 @@ def _schema_v5(db):
     db["components"].add_column("network_synced", float, not_null_default=0)
 
 
-MIGRATIONS = [_schema_v1, _schema_v2, _schema_v3, _schema_v4, _schema_v5]
+def _schema_v6(db):
+    """DescribeInstances reads an account's instances in page order from an index, not a sort
+    (the expression must stay the same as clc.ec2.instances._PAGE_ORDER, or SQLite sorts again)."""
+    db.execute("CREATE INDEX idx_instances_page ON instances "
+               "(account_id, printf('%020.6f', launch_time), launch_index, instance_id)")
+
+
+MIGRATIONS = [_schema_v1, _schema_v2, _schema_v3, _schema_v4, _schema_v5, _schema_v6]
 
 
 def open_store(config) -> Store:

@@ -383,12 +383,21 @@ def record_state_change(cloud, row: dict, state: str) -> None:
 # -- how instances look ------------------------------------------------------------------------------
 
 def group_refs(cloud, rows: list[dict]) -> dict[str, list[dict]]:
-    """Each instance's security groups as EC2 shows them (name and id), by instance id."""
+    """Each instance's security groups as EC2 shows them (name and id), by instance id.
+    Instances of the same account and groups share one list: leave it as it is."""
     ids_by_name = {(g["account_id"], g["name"]): g["group_id"] for g in cloud.store.db.query(
         "SELECT account_id, name, group_id FROM security_groups WHERE account_id IN (SELECT value FROM json_each(?))",
         [json.dumps(sorted({r["account_id"] for r in rows}))])}
-    return {r["instance_id"]: [{"GroupName": name, "GroupId": ids_by_name.get((r["account_id"], name), name)}
-                               for name in (r["groups"] or "").split(",") if name] for r in rows}
+    shared: dict[tuple[str, str], list[dict]] = {}
+
+    def refs(account_id: str, names: str) -> list[dict]:
+        found = shared.get((account_id, names))
+        if found is None:
+            found = shared[account_id, names] = [
+                {"GroupName": name, "GroupId": ids_by_name.get((account_id, name), name)}
+                for name in names.split(",") if name]
+        return found
+    return {r["instance_id"]: refs(r["account_id"], r["groups"] or "") for r in rows}
 
 
 def _virtualization(row: dict) -> str:
@@ -418,11 +427,13 @@ _PAGE_ORDER = "printf('%020.6f', launch_time), launch_index, instance_id"
 
 
 def _visible_instances(ctx, every_account: bool = False, wanted: list[str] | None = None,
-                       after: tuple[str, str, str] | None = None, limit: int | None = None) -> list[dict]:
+                       after: tuple[str, str, str] | None = None, limit: int | None = None,
+                       columns: tuple[str, ...] | None = None) -> list[dict]:
     """The caller's account's instances (every account's for the cloud admin's verbose view),
     with the terminated ones of the last ``cloud.vmstate.terminated_time`` minutes, in page
     order; only those of ``wanted`` when given (read by id, not by scanning the account's
-    instances); only those after the page key ``after``, and at most ``limit``, when given."""
+    instances); only those after the page key ``after``, and at most ``limit``, when given;
+    only ``columns`` of each, when given."""
     horizon = ids.now() - 60 * ctx.cloud.properties.get("cloud.vmstate.terminated_time")
     where, args = ["(state != 'terminated' OR updated >= ?)"], [horizon]
     if not every_account:
@@ -433,7 +444,8 @@ def _visible_instances(ctx, every_account: bool = False, wanted: list[str] | Non
         where.append(f"({_PAGE_ORDER}) > (?, ?, ?)")
         args += [after[0], int(after[1]), after[2]]
     cursor = ctx.cloud.store.db.execute(
-        f"SELECT * FROM instances WHERE {' AND '.join(where)} ORDER BY {_PAGE_ORDER}"
+        f"SELECT {', '.join(columns) if columns else '*'} FROM instances WHERE {' AND '.join(where)} "
+        f"ORDER BY {_PAGE_ORDER}"
         + (" LIMIT ?" if limit else ""), args + ([limit] if limit else []))
     columns = [c[0] for c in cursor.description]
     return [dict(zip(columns, row)) for row in cursor]
@@ -485,11 +497,13 @@ def _group_filters(groups: dict[str, list[dict]]) -> dict:
     return {"group-id": ids_of, "instance.group-id": ids_of, "group-name": names_of, "instance.group-name": names_of}
 
 
-def requested_instances(ctx, params: dict, in_sql: bool = False) -> tuple[list[dict], Page]:
+def requested_instances(ctx, params: dict, in_sql: bool = False,
+                        columns: tuple[str, ...] | None = None) -> tuple[list[dict], Page]:
     """The instances a DescribeInstances/DescribeInstanceStatus names (InstanceIds), else all
-    the caller sees, in page order, and the request's Page.  With ``in_sql`` (for a request
-    without filters) only the page and the one after it are read.  An id the caller cannot
-    see is InvalidInstanceID.NotFound; InstanceIds with MaxResults InvalidParameterCombination."""
+    the caller sees, in page order (only ``columns`` of each, when given), and the request's
+    Page.  With ``in_sql`` (for a request without filters) only the page and the one after it
+    are read.  An id the caller cannot see is InvalidInstanceID.NotFound; InstanceIds with
+    MaxResults InvalidParameterCombination."""
     every_account, wanted = sees_all_accounts(ctx, params.get("InstanceIds"), params.get("Filters"))
     page = Page(params)
     if wanted and params.get("MaxResults") is not None:
@@ -498,12 +512,12 @@ def requested_instances(ctx, params: dict, in_sql: bool = False) -> tuple[list[d
     if in_sql and page.after is not None and (len(page.after) != 3 or not page.after[1].isdigit()):
         raise AWSError("InvalidPaginationToken", f"Invalid pagination token: {params.get('NextToken')}")
     rows = _visible_instances(ctx, every_account, list(wanted) if wanted else None,
-                              *((page.after, page.limit and page.limit + 1) if in_sql else ()))
+                              *((page.after, page.limit and page.limit + 1) if in_sql else (None, None)), columns)
     return only_ids(rows, wanted, "instance_id", "InvalidInstanceID.NotFound", "instance ID"), page
 
 
 def describe_instances(ctx, params):
-    rows, page = requested_instances(ctx, params, in_sql=not params.get("Filters"))
+    rows, page = requested_instances(ctx, params, in_sql=not params.get("Filters"), columns=_DESCRIBED_COLUMNS)
     groups = group_refs(ctx.cloud, rows)
     rows = apply_filters(rows, params.get("Filters"), {
         **_FILTERS, **_group_filters(groups),
@@ -524,6 +538,8 @@ def describe_instances(ctx, params):
 SHOWN_COLUMNS = ("instance_id", "image_id", "state", "reason", "launch_index", "instance_type", "launch_time",
                  "zone", "client_token", "kernel_id", "ramdisk_id", "key_name", "private_ip", "public_ip")
 _shown = operator.itemgetter(*SHOWN_COLUMNS)
+#: What DescribeInstances reads of each instance: what it shows, its filters and reservations use.
+_DESCRIBED_COLUMNS = SHOWN_COLUMNS + ("reservation_id", "account_id", "groups")
 _tag_pair, _group_pair = operator.itemgetter("Key", "Value"), operator.itemgetter("GroupName", "GroupId")
 
 
@@ -532,7 +548,7 @@ def _described(row: dict, tags: list[dict], groups: list[dict]) -> Keyed:
     shown, its tags and groups), so that the response writer writes each unchanged
     instance's XML only once."""
     key = (_shown(row), tuple(map(_tag_pair, tags)), tuple(map(_group_pair, groups)))
-    return Keyed(key, functools.partial(_instance, row, tags, groups))
+    return Keyed(row["instance_id"], key, functools.partial(_instance, row, tags, groups))
 
 
 # -- changes of state -------------------------------------------------------------------------------

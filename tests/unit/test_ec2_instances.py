@@ -566,6 +566,21 @@ def test_describe_instances_pages(cloud, alice):
     assert alice.error("DescribeInstances", DryRun=True) == "DryRunOperation"
 
 
+def test_describe_instances_reads_the_page_order_index(cloud, alice):
+    """An account's instances come in page order from idx_instances_page, not from a sort of
+    them all (the index's expression must match instances._PAGE_ORDER)."""
+    launch(cloud, alice, count=2)
+    statements = []
+    cloud.store.db.conn.set_trace_callback(statements.append)
+    try:
+        alice("DescribeInstances")
+    finally:
+        cloud.store.db.conn.set_trace_callback(None)
+    read, = [s for s in statements if s.lstrip().startswith("SELECT") and "FROM instances" in s]
+    plan = " ".join(str(step) for step in cloud.store.db.execute("EXPLAIN QUERY PLAN " + read).fetchall())
+    assert "idx_instances_page" in plan and "TEMP B-TREE" not in plan, plan
+
+
 def test_describe_instances_filters(cloud, alice):
     with_kernel, = launch(cloud, alice, KernelId="eki-aaaaaaaa", ClientToken="abc")
     plain, = launch(cloud, alice)

@@ -206,14 +206,15 @@ class XmlWriter:
 
 class Keyed(Mapping):
     """A structure's value that ``key`` (hashable) determines wholly, built by ``build()`` only
-    when it is needed: TextWriter keeps the text it wrote for a key and writes it again for
-    the same key without building the value. For values that are many and seldom change (the
-    instances of a DescribeInstances of thousands): their key is what they are made of."""
+    when it is needed: TextWriter keeps the text it wrote for the value ``ident`` names (an
+    instance id) with its key, and writes it again while the key is the same, without building
+    the value. For values that are many and seldom change (the instances of a DescribeInstances
+    of thousands): their key is what they are made of."""
 
-    __slots__ = ("key", "_build", "_value")
+    __slots__ = ("ident", "key", "_build", "_value")
 
-    def __init__(self, key, build):
-        self.key, self._build, self._value = key, build, None
+    def __init__(self, ident, key, build):
+        self.ident, self.key, self._build, self._value = ident, key, build, None
 
     def value(self):
         if self._value is None:
@@ -238,13 +239,12 @@ class TextWriter:
     appends the text of its content to a list, so a value of 10,000 instances is one
     walk of plain dicts rather than an element tree.  Text is escaped as lxml does;
     a string XML cannot carry (control characters) is a ValueError, as with lxml.  The text
-    of a Keyed value is kept for its key (the ``remember`` most recently written).
+    of a Keyed value is kept with its key (for the ``remember`` most recently written).
     """
 
     def __init__(self, remember=50_000):
         self._content = {}  # shape name -> function(value, out)
-        self._compiling = threading.RLock()
-        self._pending, self._depth = {}, 0  # while compiling
+        self._compiling, self._open = threading.RLock(), set()  # the shapes being compiled
         self._texts, self._texts_lock, self._remember = OrderedDict(), threading.Lock(), remember
 
     def text(self, shape, value):
@@ -258,30 +258,20 @@ class TextWriter:
         if writer is not None:
             return writer
         with self._compiling:
-            try:
-                return self._content.get(shape.name) or self._compiled(shape)
-            finally:
-                if self._depth == 0:
-                    self._pending.clear()  # nothing is left half-compiled by a ValueError
+            return self._content.get(shape.name) or self._compiled(shape)
 
     def _compiled(self, shape):
-        """Compile ``shape`` (lock held).  What it compiles on the way is published only
-        when the outermost shape is done, so no thread ever calls a writer whose
-        recursive parts are not yet there."""
-        if shape.name in self._pending:
-            return self._pending[shape.name]
-        slot = []
-        self._pending[shape.name] = lambda value, out: slot[0](value, out)
-        self._depth += 1
+        """Compile ``shape`` (lock held) and keep its writer.  A writer is kept only once every
+        shape it writes is compiled, so no thread calls a half-made one.  A recursive shape
+        (EC2's and IAM's responses have none) is a ValueError."""
+        if shape.name in self._open:
+            raise ValueError(f'{shape.name}: a recursive shape needs XmlWriter')
+        self._open.add(shape.name)
         try:
-            slot.append(self._compile(shape))
+            writer = self._content[shape.name] = self._compile(shape)
         finally:
-            self._depth -= 1
-        self._pending[shape.name] = slot[0]
-        if self._depth == 0:
-            self._content.update(self._pending)
-            self._pending.clear()
-        return slot[0]
+            self._open.discard(shape.name)
+        return writer
 
     def _compile(self, shape):
         """function(value, parts) appending the text of a value's content to ``parts``."""
@@ -333,18 +323,20 @@ class TextWriter:
         return lambda value, parts: parts.append(xml_escape(format_scalar(shape, value)))
 
     def _text_of(self, shape_name, keyed, write):
-        """The text ``write`` writes for ``keyed``'s value: the one kept for its key, or written now."""
-        key = (shape_name, keyed.key)
+        """The text ``write`` writes for ``keyed``'s value: the one kept for it if its key is
+        the same, or written now (and kept in its place)."""
+        ident = (shape_name, keyed.ident)
         with self._texts_lock:
-            text = self._texts.get(key)
-            if text is not None:
-                self._texts.move_to_end(key)
-                return text
+            kept = self._texts.get(ident)
+            if kept is not None and kept[0] == keyed.key:
+                self._texts.move_to_end(ident)
+                return kept[1]
         parts = []
         write(keyed.value(), parts)
         text = ''.join(parts)
         with self._texts_lock:
-            self._texts[key] = text
+            self._texts[ident] = keyed.key, text
+            self._texts.move_to_end(ident)
             if len(self._texts) > self._remember:
                 self._texts.popitem(last=False)
         return text

@@ -7,6 +7,7 @@ Ec2Protocol.serialize -> botocore's EC2QueryParser must give back the output.
 import datetime
 import functools
 
+import botocore.model
 import botocore.parsers
 import botocore.serialize
 import pytest
@@ -299,23 +300,42 @@ def test_text_writer_writes_what_the_element_writer_builds(protocol, operation, 
     assert f'<R xmlns="urn:x">{TextWriter().text(shape, output)}</R>' == expected
 
 
-def test_a_keyed_value_is_written_as_its_value_and_built_once_per_key(protocol):
+def test_text_writer_refuses_a_recursive_shape_and_keeps_writing_others(protocol):
+    model = botocore.model.ServiceModel({
+        'metadata': {'protocol': 'ec2', 'apiVersion': '2016-11-15', 'endpointPrefix': 'x'}, 'operations': {},
+        'shapes': {'Node': {'type': 'structure', 'members': {'Name': {'shape': 'Text'},
+                                                             'Children': {'shape': 'Nodes'}}},
+                   'Nodes': {'type': 'list', 'member': {'shape': 'Node'}},
+                   'Leaf': {'type': 'structure', 'members': {'Name': {'shape': 'Text'}}},
+                   'Text': {'type': 'string'}}})
+    writer = TextWriter()
+    with pytest.raises(ValueError, match='recursive'):
+        writer.text(model.shape_for('Node'), {'Name': 'a', 'Children': []})
+    assert writer.text(model.shape_for('Leaf'), {'Name': 'a&b'}) == '<Name>a&amp;b</Name>'
+
+
+def test_a_keyed_value_is_written_as_its_value_and_built_again_only_when_its_key_changes(protocol):
     built = []
 
-    def instance(instance_id):
-        built.append(instance_id)
-        return {'InstanceId': instance_id, 'LaunchTime': T1, 'State': {'Code': 16, 'Name': 'running'}}
+    def instance(instance_id, state):
+        built.append((instance_id, state))
+        return {'InstanceId': instance_id, 'LaunchTime': T1, 'State': {'Code': 16, 'Name': state}}
 
-    def answer(*keys):
+    def answer(*instances):
         return {'Reservations': [{'ReservationId': 'r-1', 'Instances': [
-            Keyed(key, functools.partial(instance, key)) for key in keys]}]}
+            Keyed(instance_id, (instance_id, state), functools.partial(instance, instance_id, state))
+            for instance_id, state in instances]}]}
     expected = protocol.serialize('DescribeInstances', {'Reservations': [{'ReservationId': 'r-1', 'Instances': [
-        instance('i-1'), instance('i-2')]}]}, 'req-1')
+        instance('i-1', 'running'), instance('i-2', 'running')]}]}, 'req-1')
     built.clear()
-    assert protocol.serialize('DescribeInstances', answer('i-1', 'i-2'), 'req-1') == expected
-    assert protocol.serialize('DescribeInstances', answer('i-1', 'i-2', 'i-3'), 'req-1').count(b'<item>') == 4
-    assert built == ['i-1', 'i-2', 'i-3']  # i-1 and i-2 were not built again
-    assert dict(answer('i-4')['Reservations'][0]['Instances'][0])['InstanceId'] == 'i-4'  # still a mapping
+    assert protocol.serialize('DescribeInstances', answer(('i-1', 'running'), ('i-2', 'running')), 'req-1') == expected
+    body = protocol.serialize('DescribeInstances', answer(('i-1', 'running'), ('i-2', 'stopped'), ('i-3', 'running')),
+                              'req-1')
+    assert body.count(b'<item>') == 4 and b'<name>stopped</name>' in body
+    assert built == [('i-1', 'running'), ('i-2', 'running'), ('i-2', 'stopped'), ('i-3', 'running')]
+    assert b'<name>running</name>' in protocol.serialize('DescribeInstances', answer(('i-2', 'running')), 'req-1')
+    assert built[-1] == ('i-2', 'running')  # kept with its latest key only
+    assert dict(answer(('i-4', 'running'))['Reservations'][0]['Instances'][0])['InstanceId'] == 'i-4'  # a mapping
 
 
 def test_text_is_escaped_as_lxml_escapes_it(protocol):

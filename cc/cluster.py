@@ -237,11 +237,16 @@ class ClusterController:
                 self._polling.discard(name)
         self.view.apply_poll(name, asked, reported, self.config["INSTANCE_TIMEOUT"])
         node = self._node(name)
-        if node.status != ENABLED:
-            log.info("node %s answers: enabled", name)
-        node.status, node.resources, node.last_seen = ENABLED, resources, ids.now()
+        self._answered(node, resources, "enabled")
         self.reservations.settle(name, asked)  # after the resources: they count what it held
         self._follow_idleness(node, sum(1 for r in reported if r.get("stateName") != TEARDOWN))
+
+    @staticmethod
+    def _answered(node: Node, resources: dict, how: str) -> None:
+        """The node answered with its ``resources``: it is enabled (logged ``how`` if it was not)."""
+        if node.status != ENABLED:
+            log.info("node %s answers: %s", node.name, how)
+        node.status, node.resources, node.last_seen = ENABLED, resources, ids.now()
 
     def _follow_idleness(self, node: Node, occupied: int) -> None:
         node.occupied = occupied + self.reservations.held(node.name)[3]
@@ -297,9 +302,8 @@ class ClusterController:
                         raise NodeUnreachable(f"node {name} did not wake up") from None
                     time.sleep(1)
                     continue
-                node.status, node.resources, node.last_seen = ENABLED, resources, ids.now()
+                self._answered(node, resources, "awake")
                 node.idle_since, node.reported_idle = asked, False
-                log.info("node %s answers: awake", name)
                 self._save_nodes([name])
                 return
 

@@ -47,6 +47,10 @@ CHANGING_POLL = 3
 NODE_STATES = {"enabled": "ENABLED", "idle": "ENABLED", "asleep": "STOPPED", "down": "NOTREADY"}
 
 
+#: What _decide and _ask_again read of an instance's row (the poller reads every row of a zone).
+_FOLLOWED_COLUMNS = "instance_id, state, reason, updated, node, private_ip, instance_type, shutdown_behavior"
+
+
 def _follow(row: dict, seen) -> tuple[str, str | None, str | None]:
     """What a cluster's report ``seen`` makes of the instance ``row``: (its state, its new
     reason or None to keep it, the operation to ask the cluster for again or None)."""
@@ -206,7 +210,8 @@ class ClusterPoller:
         timeout = self.cloud.properties.get("cloud.vmstate.instance_timeout")
         again: dict[str, list[dict]] = {"terminate": [], "stop": [], "start": []}
         changing = []
-        for row in db["instances"].rows_where("zone = ? AND state != 'terminated'", [cluster["partition"]]):
+        for row in db["instances"].rows_where("zone = ? AND state != 'terminated'", [cluster["partition"]],
+                                              select=_FOLLOWED_COLUMNS):
             changes, retry = _decide(row, reported.get(row["instance_id"]), now, timeout)
             if retry:
                 again[retry].append(row)

@@ -30,6 +30,12 @@ def status_kib(pid: int, field: str = "VmRSS") -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class BenchCloud:
     """A cloud of ``zones`` (name -> number of nodes), its nodes served ``per_host`` to a process
     (served as the NC daemon serves them, see bench_cc_nchost.py)."""
@@ -74,6 +80,12 @@ class BenchCloud:
         for number, rss in enumerate(hosts):
             out[f"nchost-{number}"] = rss
         out["per node (NC hosts)"] = sum(hosts) / sum(self.zone_sizes.values())
+        return out
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """Each daemon's CPU seconds so far, and the NC host processes' together."""
+        out = {name: cpu_seconds(proc.pid) for name, proc in self.cloud.procs.items()}
+        out["NC hosts"] = sum(cpu_seconds(p.pid) for p in self.hosts)
         return out
 
     def cc_cycles(self, zone: str) -> list[float]:

@@ -92,11 +92,13 @@ def latencies(cloud, ec2, instance_ids: list[str], seconds: float) -> dict[str, 
     return out
 
 
-def polling_cycles(bench, zones: dict[str, int], seconds: float) -> dict[str, list[float]]:
-    """The cycles each zone's CC logs in ``seconds`` of no requests."""
-    before = {zone: len(bench.cc_cycles(zone)) for zone in zones}
+def at_rest(bench, zones: dict[str, int], seconds: float) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """The cycles each zone's CC logs in ``seconds`` of no requests, and the share of a core
+    each daemon used meanwhile (polling: what requests have to share the machine with)."""
+    before, cpu = {zone: len(bench.cc_cycles(zone)) for zone in zones}, bench.cpu_seconds()
     time.sleep(seconds)
-    return {zone: bench.cc_cycles(zone)[before[zone]:] for zone in zones}
+    used = {name: (spent - cpu[name]) / seconds for name, spent in bench.cpu_seconds().items()}
+    return {zone: bench.cc_cycles(zone)[before[zone]:] for zone in zones}, used
 
 
 def main() -> None:
@@ -122,7 +124,7 @@ def main() -> None:
             instance_ids, filled = fill(ec2, bench.image(), args.instances, args.batch)
             print(f"{len(instance_ids)} instances running after {filled:.0f}s", flush=True)
             time.sleep(2 * args.nc_poll)  # the polls that the fill's last answers started
-            cycles = polling_cycles(bench, zones, args.measure)
+            cycles, resting_cpu = at_rest(bench, zones, args.measure)
             before = {zone: len(bench.cc_cycles(zone)) for zone in zones}
             measured = latencies(bench.cloud, ec2, instance_ids, args.measure)
             busy_cycles = {zone: bench.cc_cycles(zone)[before[zone]:] for zone in zones}
@@ -139,6 +141,7 @@ def main() -> None:
               f"{percentile(t, 0.5) * 1000:.0f} / {percentile(t, 0.9) * 1000:.0f}") for kind, t in measured.items()]
     rows += [("targets", "polling cycle < 5 s; DescribeInstances p50 < 300 ms"), ("fill, s", f"{filled:.0f}")]
     rows += [(f"RSS {name}, MiB", f"{value:.0f}") for name, value in rss.items()]
+    rows += [(f"CPU at rest {name}, % of a core", f"{share * 100:.0f}") for name, share in resting_cpu.items()]
     print(table(rows))
 
 

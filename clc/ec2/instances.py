@@ -382,22 +382,29 @@ def record_state_change(cloud, row: dict, state: str) -> None:
 
 # -- how instances look ------------------------------------------------------------------------------
 
-def group_refs(cloud, rows: list[dict]) -> dict[str, list[dict]]:
-    """Each instance's security groups as EC2 shows them (name and id), by instance id.
-    Instances of the same account and groups share one list: leave it as it is."""
+def _group_lists(cloud, account_ids: set[str]):
+    """function(account id, an instance's ``groups`` column) -> (its security groups as EC2
+    shows them, name and id; a key of them): one list and key for all instances of the
+    same account and groups. Leave the lists as they are."""
     ids_by_name = {(g["account_id"], g["name"]): g["group_id"] for g in cloud.store.db.query(
         "SELECT account_id, name, group_id FROM security_groups WHERE account_id IN (SELECT value FROM json_each(?))",
-        [json.dumps(sorted({r["account_id"] for r in rows}))])}
-    shared: dict[tuple[str, str], list[dict]] = {}
+        [json.dumps(sorted(account_ids))])}
+    shared: dict[tuple[str, str], tuple[list[dict], tuple]] = {}
 
-    def refs(account_id: str, names: str) -> list[dict]:
+    def lists(account_id: str, names: str | None) -> tuple[list[dict], tuple]:
         found = shared.get((account_id, names))
         if found is None:
-            found = shared[account_id, names] = [
-                {"GroupName": name, "GroupId": ids_by_name.get((account_id, name), name)}
-                for name in names.split(",") if name]
+            refs = [{"GroupName": name, "GroupId": ids_by_name.get((account_id, name), name)}
+                    for name in (names or "").split(",") if name]
+            found = shared[account_id, names] = refs, tuple(map(_group_pair, refs))
         return found
-    return {r["instance_id"]: refs(r["account_id"], r["groups"] or "") for r in rows}
+    return lists
+
+
+def group_refs(cloud, rows: list[dict]) -> dict[str, list[dict]]:
+    """Each instance's security groups as EC2 shows them (name and id), by instance id."""
+    lists = _group_lists(cloud, {r["account_id"] for r in rows})
+    return {r["instance_id"]: lists(r["account_id"], r["groups"])[0] for r in rows}
 
 
 def _virtualization(row: dict) -> str:
@@ -432,8 +439,8 @@ def _visible_instances(ctx, every_account: bool = False, wanted: list[str] | Non
     """The caller's account's instances (every account's for the cloud admin's verbose view),
     with the terminated ones of the last ``cloud.vmstate.terminated_time`` minutes, in page
     order; only those of ``wanted`` when given (read by id, not by scanning the account's
-    instances); only those after the page key ``after``, and at most ``limit``, when given;
-    only ``columns`` of each, when given."""
+    instances); only those after the page key ``after``, and at most ``limit``, when given.
+    Each a dict, or with ``columns`` a tuple of those columns."""
     horizon = ids.now() - 60 * ctx.cloud.properties.get("cloud.vmstate.terminated_time")
     where, args = ["(state != 'terminated' OR updated >= ?)"], [horizon]
     if not every_account:
@@ -447,8 +454,10 @@ def _visible_instances(ctx, every_account: bool = False, wanted: list[str] | Non
         f"SELECT {', '.join(columns) if columns else '*'} FROM instances WHERE {' AND '.join(where)} "
         f"ORDER BY {_PAGE_ORDER}"
         + (" LIMIT ?" if limit else ""), args + ([limit] if limit else []))
-    columns = [c[0] for c in cursor.description]
-    return [dict(zip(columns, row)) for row in cursor]
+    if columns:
+        return cursor.fetchall()
+    names = [c[0] for c in cursor.description]
+    return [dict(zip(names, row)) for row in cursor]
 
 
 def own_instances(ctx, instance_ids: list[str]) -> list[dict]:
@@ -463,10 +472,6 @@ def own_instances(ctx, instance_ids: list[str]) -> list[dict]:
         if instance_id not in rows:
             raise not_found("InvalidInstanceID.NotFound", "instance ID", instance_id)
     return [rows[i] for i in dict.fromkeys(instance_ids)]
-
-
-def _page_key(row: dict) -> tuple[str, str, str]:
-    return f"{row['launch_time']:020.6f}", f"{row['launch_index']:08d}", row["instance_id"]
 
 
 def _reason_code(row: dict) -> str:
@@ -500,10 +505,10 @@ def _group_filters(groups: dict[str, list[dict]]) -> dict:
 def requested_instances(ctx, params: dict, in_sql: bool = False,
                         columns: tuple[str, ...] | None = None) -> tuple[list[dict], Page]:
     """The instances a DescribeInstances/DescribeInstanceStatus names (InstanceIds), else all
-    the caller sees, in page order (only ``columns`` of each, when given), and the request's
-    Page.  With ``in_sql`` (for a request without filters) only the page and the one after it
-    are read.  An id the caller cannot see is InvalidInstanceID.NotFound; InstanceIds with
-    MaxResults InvalidParameterCombination."""
+    the caller sees, in page order (dicts; tuples of ``columns``, instance_id first, when
+    given), and the request's Page.  With ``in_sql`` (for a request without filters) only
+    the page and the one after it are read.  An id the caller cannot see is
+    InvalidInstanceID.NotFound; InstanceIds with MaxResults InvalidParameterCombination."""
     every_account, wanted = sees_all_accounts(ctx, params.get("InstanceIds"), params.get("Filters"))
     page = Page(params)
     if wanted and params.get("MaxResults") is not None:
@@ -513,42 +518,68 @@ def requested_instances(ctx, params: dict, in_sql: bool = False,
         raise AWSError("InvalidPaginationToken", f"Invalid pagination token: {params.get('NextToken')}")
     rows = _visible_instances(ctx, every_account, list(wanted) if wanted else None,
                               *((page.after, page.limit and page.limit + 1) if in_sql else (None, None)), columns)
-    return only_ids(rows, wanted, "instance_id", "InvalidInstanceID.NotFound", "instance ID"), page
-
-
-def describe_instances(ctx, params):
-    rows, page = requested_instances(ctx, params, in_sql=not params.get("Filters"), columns=_DESCRIBED_COLUMNS)
-    groups = group_refs(ctx.cloud, rows)
-    rows = apply_filters(rows, params.get("Filters"), {
-        **_FILTERS, **_group_filters(groups),
-        **tag_getters(ctx, [r["instance_id"] for r in rows], lambda r: r["instance_id"])})
-    dry_run(params)
-    rows, more = page.of(rows, _page_key)
-    tags = tag_sets(ctx, [r["instance_id"] for r in rows])
-    reservations: dict[str, dict] = {}
-    for r in rows:
-        res = reservations.setdefault(r["reservation_id"], {
-            "ReservationId": r["reservation_id"], "OwnerId": r["account_id"],
-            "Groups": groups[r["instance_id"]], "Instances": []})
-        res["Instances"].append(_described(r, tags[r["instance_id"]], groups[r["instance_id"]]))
-    return {"Reservations": list(reservations.values()), **more}
+    return only_ids(rows, wanted, 0 if columns else "instance_id", "InvalidInstanceID.NotFound", "instance ID"), page
 
 
 #: The columns of an instance's record that DescribeInstances shows: _instance reads no other.
 SHOWN_COLUMNS = ("instance_id", "image_id", "state", "reason", "launch_index", "instance_type", "launch_time",
                  "zone", "client_token", "kernel_id", "ramdisk_id", "key_name", "private_ip", "public_ip")
-_shown = operator.itemgetter(*SHOWN_COLUMNS)
-#: What DescribeInstances reads of each instance: what it shows, its filters and reservations use.
+#: What DescribeInstances reads of each instance, as a tuple: what it shows, then what its
+#: reservations and filters use. Tuples, not dicts: at 10,000 instances the dicts were a fifth
+#: of the time.
 _DESCRIBED_COLUMNS = SHOWN_COLUMNS + ("reservation_id", "account_id", "groups")
+_SHOWN = len(SHOWN_COLUMNS)
+_RESERVATION, _ACCOUNT, _GROUPS = map(_DESCRIBED_COLUMNS.index, ("reservation_id", "account_id", "groups"))
+_LAUNCH_TIME, _LAUNCH_INDEX = SHOWN_COLUMNS.index("launch_time"), SHOWN_COLUMNS.index("launch_index")
 _tag_pair, _group_pair = operator.itemgetter("Key", "Value"), operator.itemgetter("GroupName", "GroupId")
 
 
-def _described(row: dict, tags: list[dict], groups: list[dict]) -> Keyed:
+def _page_key(row: tuple) -> tuple[str, str, str]:
+    return f"{row[_LAUNCH_TIME]:020.6f}", f"{row[_LAUNCH_INDEX]:08d}", row[0]
+
+
+def _as_dict(row: tuple) -> dict:
+    return dict(zip(_DESCRIBED_COLUMNS, row))
+
+
+def describe_instances(ctx, params):
+    rows, page = requested_instances(ctx, params, in_sql=not params.get("Filters"), columns=_DESCRIBED_COLUMNS)
+    groups = _group_lists(ctx.cloud, {r[_ACCOUNT] for r in rows})
+    if params.get("Filters"):
+        rows = _filtered(ctx, rows, params["Filters"], groups)
+    dry_run(params)
+    rows, more = page.of(rows, _page_key)
+    tags = tag_sets(ctx, [r[0] for r in rows])
+    reservations: dict[str, dict] = {}
+    for row in rows:
+        group_list, group_key = groups(row[_ACCOUNT], row[_GROUPS])
+        res = reservations.get(row[_RESERVATION])
+        if res is None:
+            res = reservations[row[_RESERVATION]] = {"ReservationId": row[_RESERVATION], "OwnerId": row[_ACCOUNT],
+                                                     "Groups": group_list, "Instances": []}
+        res["Instances"].append(_described(row, tags[row[0]], group_list, group_key))
+    return {"Reservations": list(reservations.values()), **more}
+
+
+def _filtered(ctx, rows: list[tuple], filters: list[dict], groups) -> list[tuple]:
+    """The rows that pass DescribeInstances's ``filters``."""
+    dicts = [_as_dict(row) for row in rows]
+    kept = {id(r) for r in apply_filters(dicts, filters, {
+        **_FILTERS, **_group_filters({r["instance_id"]: groups(r["account_id"], r["groups"])[0] for r in dicts}),
+        **tag_getters(ctx, [r["instance_id"] for r in dicts], lambda r: r["instance_id"])})}
+    return [row for row, as_dict in zip(rows, dicts) if id(as_dict) in kept]
+
+
+def _described(row: tuple, tags: list[dict], groups: list[dict], group_key: tuple) -> Keyed:
     """The instance as DescribeInstances shows it, keyed by all it is made of (the columns
     shown, its tags and groups), so that the response writer writes each unchanged
     instance's XML only once."""
-    key = (_shown(row), tuple(map(_tag_pair, tags)), tuple(map(_group_pair, groups)))
-    return Keyed(row["instance_id"], key, functools.partial(_instance, row, tags, groups))
+    key = (row[:_SHOWN], tuple(map(_tag_pair, tags)) if tags else (), group_key)
+    return Keyed(row[0], key, functools.partial(_instance_of, row, tags, groups))
+
+
+def _instance_of(row: tuple, tags: list[dict], groups: list[dict]) -> dict:
+    return _instance(_as_dict(row), tags, groups)
 
 
 # -- changes of state -------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ import datetime
 import functools
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from email.utils import format_datetime
 
@@ -245,7 +244,7 @@ class TextWriter:
     def __init__(self, remember=50_000):
         self._content = {}  # shape name -> function(value, out)
         self._compiling, self._open = threading.RLock(), set()  # the shapes being compiled
-        self._texts, self._texts_lock, self._remember = OrderedDict(), threading.Lock(), remember
+        self._texts, self._texts_lock, self._remember = {}, threading.Lock(), remember
 
     def text(self, shape, value):
         """The XML text of ``value``'s content (the members of a structure, the items of a list)."""
@@ -324,21 +323,20 @@ class TextWriter:
 
     def _text_of(self, shape_name, keyed, write):
         """The text ``write`` writes for ``keyed``'s value: the one kept for it if its key is
-        the same, or written now (and kept in its place)."""
+        the same, or written now and kept in its place.  The first written go first when more
+        than ``remember`` are kept (no reordering on a read: a read takes no lock)."""
         ident = (shape_name, keyed.ident)
-        with self._texts_lock:
-            kept = self._texts.get(ident)
-            if kept is not None and kept[0] == keyed.key:
-                self._texts.move_to_end(ident)
-                return kept[1]
+        kept = self._texts.get(ident)
+        if kept is not None and kept[0] == keyed.key:
+            return kept[1]
         parts = []
         write(keyed.value(), parts)
         text = ''.join(parts)
         with self._texts_lock:
+            self._texts.pop(ident, None)
             self._texts[ident] = keyed.key, text
-            self._texts.move_to_end(ident)
             if len(self._texts) > self._remember:
-                self._texts.popitem(last=False)
+                del self._texts[next(iter(self._texts))]
         return text
 
     def _member_writer(self, name, shape):

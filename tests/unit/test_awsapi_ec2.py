@@ -338,6 +338,19 @@ def test_a_keyed_value_is_written_as_its_value_and_built_again_only_when_its_key
     assert dict(answer(('i-4', 'running'))['Reservations'][0]['Instances'][0])['InstanceId'] == 'i-4'  # a mapping
 
 
+def test_a_text_writer_keeps_the_texts_of_the_last_values_written():
+    shape = Ec2Protocol().service_model.shape_for('Instance')
+    built, writer = [], TextWriter(remember=2)
+
+    def instance(instance_id):
+        built.append(instance_id)
+        return {'InstanceId': instance_id}
+    for instance_id in ('i-1', 'i-2', 'i-1', 'i-3', 'i-2', 'i-1'):
+        text = writer.text(shape, Keyed(instance_id, instance_id, functools.partial(instance, instance_id)))
+        assert text == f'<instanceId>{instance_id}</instanceId>'
+    assert built == ['i-1', 'i-2', 'i-3', 'i-1']  # i-1 went first when i-3 came
+
+
 def test_text_is_escaped_as_lxml_escapes_it(protocol):
     body = protocol.serialize('DescribeKeyPairs', {'KeyPairs': [{'KeyName': 'a&b <c>\r"d\'', 'KeyFingerprint': 'é'}]},
                               'req-1')

@@ -8,7 +8,9 @@ reported Pending (its node boots it again after the node's restart) stays runnin
 that shut itself down is stopped, or terminated if its instanceInitiatedShutdownBehavior
 says so. Instances a cluster no longer reports end as terminated: at once if they were
 shutting down, after INSTANCE_TIMEOUT otherwise. Instances on a node that does not answer
-are still reported by their cluster, as they were: they keep their state.
+are still reported by their cluster, as they were: they keep their state. Instances a
+cluster reports alive that the CLC has ended or does not know are terminated on the
+cluster, so that none runs unseen.
 
 Every cluster is polled at once, each in its own thread, so that one that does not answer
 holds up no other: each cloud.cluster.polling_frequency seconds, or CHANGING_POLL while an
@@ -209,14 +211,20 @@ class ClusterPoller:
         now, db = ids.now(), self.cloud.store.db
         timeout = self.cloud.properties.get("cloud.vmstate.instance_timeout")
         again: dict[str, list[dict]] = {"terminate": [], "stop": [], "start": []}
-        changing = []
+        changing, followed = [], set()
         for row in db["instances"].rows_where("zone = ? AND state != 'terminated'", [cluster["partition"]],
                                               select=_FOLLOWED_COLUMNS):
+            followed.add(row["instance_id"])
             changes, retry = _decide(row, reported.get(row["instance_id"]), now, timeout)
             if retry:
                 again[retry].append(row)
             if changes:
                 changing.append(row["instance_id"])
+        orphans = sorted(i for i, seen in reported.items() if i not in followed and seen.stateName != "Teardown")
+        if orphans:
+            log.warning("cluster %s runs instance(s) this cloud has ended or never had: terminating %s",
+                        cluster["name"], " ".join(orphans))
+            again["terminate"] += [{"instance_id": i} for i in orphans]
         if changing:
             with self.cloud.store.atomic():
                 for instance_id in changing:

@@ -113,3 +113,5 @@ def client(service: str, host: str, port: int, keys: KeyPair, timeout: float = 3
 
 Fault = zeep.exceptions.Fault
 TransportError = (zeep.exceptions.TransportError, requests.exceptions.RequestException)
+#: The request was sent and no answer came in time: what it did, if anything, is unknown.
+Unanswered = requests.exceptions.ReadTimeout

@@ -292,15 +292,23 @@ def run_instances(ctx, params):
     request = _run_request(ctx, rows, image_fields, min_count)
     try:
         reply = ctx.cloud.cc(cluster).RunInstances(**request)
+    except soap.Unanswered as e:
+        # The cluster has the request and may be starting the instances: they stay pending, and
+        # the poller follows them (running once the cluster reports them, terminated if it has
+        # not for cloud.vmstate.instance_timeout). Ending them now could leave them running unseen.
+        log.warning("cluster %s: RunInstances not answered (%s): %d instance(s) left pending for the poller",
+                    cluster["partition"], e, len(rows))
     except (soap.Fault, *soap.TransportError) as e:
         message = getattr(e, "message", None) or str(e)
         _end(ctx, [r["instance_id"] for r in rows], f"Server.InternalError: {message}")
         if isinstance(e, soap.Fault) and "InsufficientInstanceCapacity" in (e.code or ""):
             raise AWSError("InsufficientInstanceCapacity", message)
         raise AWSError("InternalError", f"cluster {cluster['partition']} could not run the instances", 500)
-    rows = _placed(ctx, rows, {i.instanceId: i.serviceTag for i in (reply.instances or [])})
-    if not rows:
-        raise AWSError("InsufficientInstanceCapacity", f"There is not enough capacity in zone {cluster['partition']}")
+    else:
+        rows = _placed(ctx, rows, {i.instanceId: i.serviceTag for i in (reply.instances or [])})
+        if not rows:
+            raise AWSError("InsufficientInstanceCapacity",
+                           f"There is not enough capacity in zone {cluster['partition']}")
     refs = [{"GroupName": g["name"], "GroupId": g["group_id"]} for g in groups]
     return {"ReservationId": rows[0]["reservation_id"], "OwnerId": ctx.account_id, "Groups": refs,
             "Instances": [_instance(r, tags, refs) for r in rows]}

@@ -8,6 +8,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
+import requests
 import zeep.exceptions
 
 from clc.cloud import Cloud
@@ -28,6 +29,7 @@ class FakeCluster:
     def __init__(self, free=20):
         self.free, self.calls, self.instances, self.faults, self.console = free, [], {}, {}, {}
         self.placeable = None  # how many of a RunInstances' instances nodes take (None: all)
+        self.slow = False  # RunInstances does its work but its answer comes too late
 
     def _called(self, operation, **request):
         self.calls.append((operation, request))
@@ -45,6 +47,8 @@ class FakeCluster:
         for instance_id in request["instanceIds"][:self.placeable]:
             self.instances[instance_id] = SimpleNamespace(instanceId=instance_id, stateName="Pending",
                                                           serviceTag="node-1", statusMessage=None)
+        if self.slow:
+            raise requests.exceptions.ReadTimeout("HTTPSConnectionPool(host='127.0.0.1'): Read timed out.")
         return SimpleNamespace(instances=[self.instances[i] for i in request["instanceIds"][:self.placeable]])
 
     def DescribeInstances(self, **request):
@@ -278,6 +282,30 @@ def test_instances_the_cluster_could_not_place_were_never_launched(cloud, alice)
     cloud.fake.placeable = 0
     assert alice.error("RunInstances", ImageId="emi-aaaaaaaa", MinCount=1, MaxCount=1) == "InsufficientInstanceCapacity"
     assert len(alice("DescribeInstances")["Reservations"]) == 1
+
+
+def test_instances_whose_run_was_not_answered_stay_pending_and_run_once_reported(cloud, alice):
+    cloud.fake.slow = True
+    reservation = alice("RunInstances", ImageId="emi-aaaaaaaa", MinCount=2, MaxCount=2)
+    instance_ids = [i["InstanceId"] for i in reservation["Instances"]]
+    assert [i["State"]["Name"] for i in reservation["Instances"]] == ["pending", "pending"]
+    for instance_id in instance_ids:
+        cloud.fake.report(instance_id, "Extant")
+    poll(cloud)
+    assert [state(alice, i) for i in instance_ids] == ["running", "running"]
+    assert not cloud.fake.asked("TerminateInstances")
+
+
+def test_instances_a_cluster_runs_that_the_cloud_ended_or_never_had_are_terminated_there(cloud, alice):
+    (ended,) = launch(cloud, alice)
+    with cloud.store.atomic() as db:  # ended by the CLC while its cluster went on running it
+        db["instances"].update(ended, {"state": "terminated"})
+    cloud.fake.instances["i-00000bad"] = SimpleNamespace(instanceId="i-00000bad", stateName="Extant",
+                                                         serviceTag="node-1", statusMessage=None)
+    poll(cloud)
+    assert cloud.fake.asked("TerminateInstances") == [{"instanceIds": ["i-00000bad", ended]}]
+    poll(cloud)  # torn down now: not asked again
+    assert len(cloud.fake.asked("TerminateInstances")) == 1
 
 
 def test_quota_holds_for_stopped_instances(cloud, alice):

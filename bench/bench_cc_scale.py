@@ -34,7 +34,8 @@ EC2_VERSION = "2016-11-15"
 
 
 def fill(ec2, image: str, count: int, batch: int) -> tuple[list[str], float]:
-    """Run ``count`` instances, ``batch`` to a RunInstances; (their ids, seconds until all ran)."""
+    """Run ``count`` instances, ``batch`` to a RunInstances; (their ids, seconds until all ran
+    or ended)."""
     started, instance_ids = time.monotonic(), []
     while len(instance_ids) < count:
         size = min(batch, count - len(instance_ids))
@@ -43,7 +44,9 @@ def fill(ec2, image: str, count: int, batch: int) -> tuple[list[str], float]:
     while True:
         states = [i["State"]["Name"] for page in ec2.get_paginator("describe_instances").paginate(
             PaginationConfig={"PageSize": 1000}) for r in page["Reservations"] for i in r["Instances"]]
-        if states.count("running") >= count:
+        if states.count("running") + states.count("terminated") >= count:  # none still on its way
+            if "terminated" in states:
+                print(f"{states.count('terminated')} of the instances ended instead of running", flush=True)
             return instance_ids, time.monotonic() - started
         time.sleep(2)
 

@@ -1,5 +1,8 @@
 """One HTTP serving layer for all five daemons: cheroot, with mutual TLS for components.
 
+A plain-HTTP listener marked ``lean`` (Walrus's S3 port) is served by
+:mod:`eucacore.httpserver` instead, which costs far less CPU per small request.
+
 A daemon builds one ``Listener`` per port (a WSGI app plus, for component ports, the
 key pair and the certificate kinds allowed to call it) and hands them to ``serve``,
 which tells systemd ``READY=1`` once every port listens and drains in-flight
@@ -23,6 +26,8 @@ from cheroot import wsgi
 from cheroot.makefile import MakeFile, StreamReader
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
+from eucacore import httpserver
+from eucacore.httpserver import MAX_DRAIN, SOCKET
 from eucacore.ids import current_request_id, new_request_id
 from eucacore.pki import KeyPair
 
@@ -37,7 +42,11 @@ PEER_KIND = "eucalyptus.peer_kind"
 
 @dataclass
 class Listener:
-    """One port of a daemon: the app, where it listens and, for component ports, its TLS."""
+    """One port of a daemon: the app, where it listens and, for component ports, its TLS.
+
+    ``lean``: serve with :mod:`eucacore.httpserver` rather than cheroot; it speaks plain HTTP
+    only, so a listener with ``keys`` stays on cheroot whatever ``lean`` says.
+    """
 
     name: str
     app: Callable
@@ -46,6 +55,7 @@ class Listener:
     keys: KeyPair | None = None
     allowed_peers: frozenset[str] = field(default_factory=frozenset)
     threads: int = 16
+    lean: bool = False
 
 
 class RequestLog:
@@ -149,15 +159,6 @@ def wrap_app(listener: Listener, health: Callable[[], None] | None = None):
         app = PeerCheck(app, listener.allowed_peers)
     app = HealthCheck(app, health)
     return RequestLog(app, listener.name, trust_incoming_id=bool(listener.keys))
-
-
-#: The environ key of the request's socket (the metadata service sets its IP TTL on it).
-SOCKET = "eucalyptus.socket"
-
-
-#: An app that answers with more than this much of the request body unread closes the
-#: connection rather than read the rest (an upload refused as too large answers at once).
-MAX_DRAIN = 1024 * 1024
 
 
 class _KnownLengthInput(cheroot_server.KnownLengthRFile):
@@ -279,8 +280,11 @@ class _Connection(cheroot_server.HTTPConnection):
         return bool(readable)
 
 
-def make_server(listener: Listener, health: Callable[[], None] | None = None) -> wsgi.Server:
-    """A cheroot server for one listener, not yet started."""
+def make_server(listener: Listener, health: Callable[[], None] | None = None) -> wsgi.Server | httpserver.Server:
+    """The server (cheroot, or the lean one for a plain ``lean`` listener) of one listener, not yet started."""
+    if listener.lean and not listener.keys:
+        return httpserver.Server((listener.host, listener.port), wrap_app(listener, health), listener.name,
+                                 threads=listener.threads)
     server = wsgi.Server((listener.host, listener.port), wrap_app(listener, health),
                          numthreads=listener.threads, server_name=listener.name,
                          shutdown_timeout=30)

@@ -121,7 +121,7 @@ def start(config) -> None:
 
     reporter = UsageReporter(config, store)
     reporter.start()
-    serve([Listener("walrus", s3_port, config["BIND_ADDR"], config["WALRUS_PORT"], threads=32)],
+    serve([Listener("walrus", s3_port, config["BIND_ADDR"], config["WALRUS_PORT"], threads=32, lean=True)],
           on_stop=reporter.stop)
 
 

@@ -1,4 +1,4 @@
-"""WalrusApp driven by real boto3 over a real socket (cheroot on loopback)."""
+"""WalrusApp driven by real boto3 over a real socket (eucacore.httpserver on loopback)."""
 
 import base64
 import contextlib
@@ -16,8 +16,8 @@ import requests
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ClientError
-from cheroot import wsgi
 
+from eucacore import httpserver
 from eucacore.awsapi.auth import Credentials
 from eucacore.principal import Principal
 from eucacore.awsapi.errors import AWSError
@@ -33,8 +33,9 @@ KEYS = {c.access_key: c for c in (ALICE, BOB)}
 
 @contextlib.contextmanager
 def serving(app, threads: int = 4):
-    """The endpoint URL of ``app`` served by cheroot on a free loopback port, while the block runs."""
-    srv = wsgi.Server(("127.0.0.1", 0), app, numthreads=threads)
+    """The endpoint URL of ``app`` served as the daemon serves it (eucacore.httpserver) on a free
+    loopback port, while the block runs."""
+    srv = httpserver.Server(("127.0.0.1", 0), app, "walrus-test", threads=threads)
     srv.prepare()
     thread = threading.Thread(target=srv.serve, daemon=True)
     thread.start()

@@ -428,7 +428,7 @@ def test_transfer_manager_round_trip(tmp_path, s3, bucket):
 def _declared_only(endpoint, path, length: int) -> tuple[int, bytes]:
     """(status, body) of a signed PUT that declares ``length`` bytes and sends none of them.
 
-    It asks for Connection: close, or cheroot would read the declared body before answering."""
+    It asks for Connection: close, or the server would wait for the declared body before answering."""
     url = f"{endpoint}{path}"
     request = AWSRequest("PUT", url, headers={"x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
     S3SigV4Auth(botocore.credentials.Credentials(ALICE.access_key, ALICE.secret_key), "s3",

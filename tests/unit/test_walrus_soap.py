@@ -1,4 +1,4 @@
-"""Walrus's S3 SOAP endpoint driven by zeep over a real socket (cheroot on loopback), beside
+"""Walrus's S3 SOAP endpoint driven by zeep over a real socket (eucacore.httpserver on loopback), beside
 the REST endpoint on the same store, cross-checked with boto3."""
 
 import json

@@ -1,4 +1,4 @@
-"""Shared by the Walrus S3 REST tests: a WalrusApp served by cheroot on loopback, boto3 clients
+"""Shared by the Walrus S3 REST tests: a WalrusApp served by eucacore.httpserver on loopback, boto3 clients
 of its principals, and raw signed or anonymous requests for what boto3 will not send.
 
 The store lives on tmpfs when there is one: fsync is then free, so a listing over ten

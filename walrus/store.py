@@ -28,6 +28,8 @@ from typing import NamedTuple
 from eucacore.db import Store
 from eucacore.ids import now
 
+from .groupcommit import GroupCommit
+
 log = logging.getLogger("eucalyptus.walrus.store")
 
 CHUNK = 1024 * 1024
@@ -234,6 +236,7 @@ class WalrusStore:
         self.root = Path(storage_dir)
         self.root.mkdir(parents=True, exist_ok=True)
         self.store = Store(db_path, MIGRATIONS)
+        self._objects_committer = GroupCommit(self._write)
         self._transfer_lock = threading.Lock()
         self._bytes_out: dict[str, int] = {}
         self.sweep()
@@ -429,31 +432,8 @@ class WalrusStore:
 
     def _commit_object(self, info: ObjectInfo, replaces_upload: str | None,
                        data: bytes | None) -> tuple[str | None, list]:
-        with self._write() as conn:
-            owner = conn.execute("SELECT owner FROM buckets WHERE name = ?", [info.bucket]).fetchone()
-            if not owner:
-                raise NoSuchBucket(info.bucket)
-            parts = []
-            if replaces_upload:
-                parts = [r[0] for r in conn.execute("SELECT file FROM parts WHERE upload_id = ?",
-                                                    [replaces_upload])]
-                conn.execute("DELETE FROM parts WHERE upload_id = ?", [replaces_upload])
-                if not conn.execute("DELETE FROM uploads WHERE upload_id = ?", [replaces_upload]).rowcount:
-                    raise NoSuchUpload(replaces_upload)
-            row = conn.execute("SELECT file, size FROM objects WHERE bucket = ? AND key = ?",
-                               [info.bucket, info.key]).fetchone()
-            if row and row[0].startswith(INLINE_PREFIX):
-                conn.execute("DELETE FROM blobs WHERE id = ?", [row[0]])
-            if data is not None:
-                conn.execute("INSERT INTO blobs (id, data) VALUES (?, ?)", [info.file, data])
-            _usage(conn, owner[0], stored=info.size - (row[1] if row else 0), bytes_in=info.size)
-            conn.execute(
-                f"INSERT OR REPLACE INTO objects ({OBJECT_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [info.bucket, info.key, info.size, info.etag, info.last_modified, info.content_type,
-                 json.dumps(info.metadata), json.dumps(info.headers), info.owner, _json(info.acl),
-                 info.checksum_algorithm, info.checksum, info.parts, info.file])
-        return (row[0] if row else None), parts
+        """Commit an object's rows (with concurrent PUTs' in one transaction); (replaced file, part files)."""
+        return self._objects_committer.run(lambda conn: _object_rows(conn, info, replaces_upload, data))
 
     def head_object(self, bucket: str, key: str) -> ObjectInfo:
         """The object's metadata; NoSuchBucket, NoSuchKey."""
@@ -665,6 +645,36 @@ def _digests(chunks, hashers: dict) -> Digests:
             hasher.update(chunk)
         size += len(chunk)
     return Digests(size, md5.digest(), {name: h.digest() for name, h in hashers.items()})
+
+
+def _object_rows(conn, info: ObjectInfo, replaces_upload: str | None,
+                 data: bytes | None) -> tuple[str | None, list]:
+    """Write an object's rows in ``conn``'s transaction; (the file it replaces, the part files it
+    frees).  NoSuchBucket, NoSuchUpload."""
+    owner = conn.execute("SELECT owner FROM buckets WHERE name = ?", [info.bucket]).fetchone()
+    if not owner:
+        raise NoSuchBucket(info.bucket)
+    parts = []
+    if replaces_upload:
+        parts = [r[0] for r in conn.execute("SELECT file FROM parts WHERE upload_id = ?",
+                                            [replaces_upload])]
+        conn.execute("DELETE FROM parts WHERE upload_id = ?", [replaces_upload])
+        if not conn.execute("DELETE FROM uploads WHERE upload_id = ?", [replaces_upload]).rowcount:
+            raise NoSuchUpload(replaces_upload)
+    row = conn.execute("SELECT file, size FROM objects WHERE bucket = ? AND key = ?",
+                       [info.bucket, info.key]).fetchone()
+    if row and row[0].startswith(INLINE_PREFIX):
+        conn.execute("DELETE FROM blobs WHERE id = ?", [row[0]])
+    if data is not None:
+        conn.execute("INSERT INTO blobs (id, data) VALUES (?, ?)", [info.file, data])
+    _usage(conn, owner[0], stored=info.size - (row[1] if row else 0), bytes_in=info.size)
+    conn.execute(
+        f"INSERT OR REPLACE INTO objects ({OBJECT_COLUMNS}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [info.bucket, info.key, info.size, info.etag, info.last_modified, info.content_type,
+         json.dumps(info.metadata), json.dumps(info.headers), info.owner, _json(info.acl),
+         info.checksum_algorithm, info.checksum, info.parts, info.file])
+    return (row[0] if row else None), parts
 
 
 def read_into(stream, view: memoryview) -> int:

@@ -9,6 +9,7 @@ always live in files.
 
 import hashlib
 import http.client
+import itertools
 import os
 import random
 import shutil
@@ -81,6 +82,9 @@ class Rig:
 
     @cached_property
     def one_shot_s3(self):
+        return self.new_one_shot_s3()
+
+    def new_one_shot_s3(self):
         """A client that never retries, so a request cut by the kill is not sent again."""
         keys = self.cloud.eucarc
         config = botocore.config.Config(retries={"total_max_attempts": 1}, read_timeout=120,
@@ -324,3 +328,43 @@ def test_kill_at_random_moments(rig, operation):
         served = check_one_version(rig, operation.key, operation.old, operation.new, what)
         assert served is operation.new or not acknowledged, f"{what}: an acknowledged write was lost"
         operation.settle(served)
+
+
+def test_kill_during_concurrent_small_puts(rig):
+    """Sixteen clients PUT small objects (kept inline in the database, several committed in one
+    transaction) while Walrus is killed: after the restart every acknowledged PUT is there with
+    its bytes, and one that was not acknowledged is there whole or not at all."""
+    sent, acknowledged, stop = {}, {}, threading.Event()
+
+    def writer(number: int) -> None:
+        s3 = rig.new_one_shot_s3()
+        for i in itertools.count():
+            key, data = f"small/{number:02d}/{i:06d}", os.urandom(4096)
+            sent[key] = data
+            try:
+                s3.put_object(Bucket=BUCKET, Key=key, Body=data)
+            except BotoCoreError:  # the connection died with the daemon
+                return
+            acknowledged[key] = data
+            if stop.is_set():
+                return
+
+    writers = [threading.Thread(target=writer, args=(n,), daemon=True) for n in range(16)]
+    for w in writers:
+        w.start()
+    assert poll_until(lambda: len(acknowledged) >= 50, timeout=60), "the PUTs did not get going"
+    time.sleep(random.uniform(0, 0.5))
+    rig.kill()
+    stop.set()
+    for w in writers:
+        w.join(60)
+    rig.restart()
+    assert not rig.temps() and set(os.listdir(rig.bucket_dir)) == rig.named_files()
+    s3 = rig.s3
+    listed = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="small/")
+              for o in page.get("Contents", [])]
+    assert set(acknowledged) <= set(listed), f"{len(set(acknowledged) - set(listed))} acknowledged PUTs lost"
+    for key in listed:
+        assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == sent[key], f"{key}: wrong bytes"
+    for first in range(0, len(listed), 1000):
+        s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": k} for k in listed[first:first + 1000]]})

@@ -3,7 +3,7 @@
 import gc
 import sys
 
-from eucacore import daemon, pki, soap
+from eucacore import daemon, pki
 from eucacore.serving import Listener, serve
 
 #: Objects made (and not yet freed) between two young passes of the collector.
@@ -25,7 +25,7 @@ def start(config) -> None:
     poller.start()
     listeners = [
         Listener("clc", CloudApi(cloud), config["BIND_ADDR"], config["CLOUD_PORT"], threads=24),
-        Listener("clc-internal", soap.wsgi_app(internal.application(cloud)), config["BIND_ADDR"],
+        Listener("clc-internal", internal.wsgi_app(cloud), config["BIND_ADDR"],
                  config["CLOUD_SSL_PORT"], keys=pki.component_keys(config.keys_dir(), "clc"),
                  allowed_peers=frozenset({"walrus", "sc", "cluster", "node"})),
     ]

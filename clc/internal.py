@@ -3,13 +3,16 @@
 ``DescribeAccessKey`` lets Walrus check S3 request signatures and authorize
 them against the cloud's identities without holding a copy of them: the key's
 secret, its user and account, the user's policies and the account's storage
-quotas.  ``ReportUsage`` takes Walrus' S3 usage events for billing.  Callers
+quotas.  ``ReportUsage`` takes Walrus' S3 usage events for billing, hundreds a report
+under load: ``wsgi_app`` reads and answers it with eucacore.fastsoap, not spyne.  Callers
 must present a cloud-issued certificate; the serving layer refuses anyone else.
 """
 
 from spyne import Boolean, Double, Long, ServiceBase, Unicode
 
-from eucacore.messages import BASE_FIELDS, Message, _Model, many, required
+from eucacore import soap
+from eucacore.fastsoap import FastAnswers
+from eucacore.messages import BASE_FIELDS, Message, _Model, from_dict, many, required, to_dict
 from eucacore.soap import EucaFault, make_application, operation
 
 #: The quotas Walrus enforces itself, handed over with each key.
@@ -53,6 +56,34 @@ class ReportUsageResponseType(Message):
     _type_info = BASE_FIELDS + [("acknowledged", Long)]
 
 
+#: A usage event's fields on the wire -> in clc.usage.
+_EVENT_FIELDS = {"seq": "seq", "accountId": "account_id", "time": "time", "storedDelta": "stored_delta",
+                 "bucketsDelta": "buckets_delta", "bytesIn": "bytes_in", "bytesOut": "bytes_out"}
+
+
+def report_usage(cloud, request: dict) -> dict:
+    """ReportUsage as dicts: stores the events of ``request["source"]`` (an absent count is 0)
+    and answers the highest seq the CLC holds of it; no source, or an event without its seq,
+    account or time, is an InvalidParameterValue fault. An empty field is an absent one (spyne
+    reads an empty string as one, fastsoap as none: both answer alike)."""
+    events = [{ours: event[wire] for wire, ours in _EVENT_FIELDS.items() if event.get(wire) not in (None, "")}
+              for event in request.get("events") or []]
+    try:
+        if not request.get("source"):
+            raise ValueError("a usage report needs its source")
+        acknowledged = cloud.usage.record_s3(request["source"], events)
+    except ValueError as e:
+        raise EucaFault("InvalidParameterValue", str(e)) from None
+    return {"correlationId": request.get("correlationId"), "acknowledged": acknowledged, "return": True}
+
+
+def wsgi_app(cloud):
+    """The CLC's internal WSGI application: spyne's, with ReportUsage (Walrus' usage events,
+    hundreds a report) read and answered by eucacore.fastsoap."""
+    return FastAnswers(soap.wsgi_app(application(cloud)), "EucalyptusCLC",
+                       {"ReportUsage": lambda request: report_usage(cloud, request)})
+
+
 def application(cloud=None):
     """The CLC's internal spyne application over ``cloud`` (a clc.cloud.Cloud)."""
 
@@ -75,14 +106,6 @@ def application(cloud=None):
 
         @operation("ReportUsage", ReportUsageType, ReportUsageResponseType)
         def ReportUsage(ctx, req):
-            events = [{"seq": e.seq, "account_id": e.accountId, "time": e.time,
-                       "stored_delta": e.storedDelta or 0, "buckets_delta": e.bucketsDelta or 0,
-                       "bytes_in": e.bytesIn or 0, "bytes_out": e.bytesOut or 0} for e in req.events or []]
-            try:
-                acknowledged = cloud.usage.record_s3(req.source, events)
-            except ValueError as e:
-                raise EucaFault("InvalidParameterValue", str(e)) from None
-            return ReportUsageResponseType(correlationId=req.correlationId, acknowledged=acknowledged,
-                                           **{"return": True})
+            return from_dict(ReportUsageResponseType, report_usage(cloud, to_dict(req)))
 
     return make_application([CLC], "EucalyptusCLC")

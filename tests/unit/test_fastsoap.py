@@ -1,13 +1,18 @@
 """cc.fastsoap against spyne and zeep themselves: what it reads of a real NC's answer is what
 zeep reads of it, and what it writes for the CC's DescribeInstances is what spyne writes, as
 zeep (the CLC's client) reads both; the operations it does not answer reach spyne, and a
-fault comes back as spyne's would. (How much faster it is: bench/bench_cc_scale.py.)"""
+fault comes back as spyne's would. A request it writes itself (Walrus' ReportUsage) holds
+what zeep's holds and goes with zeep's headers. (How much faster it is: bench/bench_cc_scale.py.)"""
 
 import pytest
 import zeep
+from lxml import etree
 
 from eucacore import fastsoap
 from cc import service as cc_service
+from clc import internal as clc_internal
+from clc.cloud import Cloud
+from eucacore.config import default_config
 from cc.cluster import soap_to_dict
 from eucacore import ids, soap
 from tests.unit.test_cc_cluster import SMALL, close_cluster, make_cluster, settle
@@ -24,6 +29,12 @@ def cluster(tmp_path):
 def cc_proxy(app):
     client = zeep.Client(str(soap.WSDL_DIR / "EucalyptusCC.wsdl"), transport=InProcessTransport(app))
     return client.create_service(f"{{{soap.TNS}}}EucalyptusCC", "https://localhost/axis2/services/EucalyptusCC")
+
+
+def clc_proxy(transport):
+    """A zeep proxy of the CLC's internal service over the zeep ``transport``."""
+    client = zeep.Client(str(soap.WSDL_DIR / "EucalyptusCLC.wsdl"), transport=transport)
+    return client.create_service(f"{{{soap.TNS}}}EucalyptusCLC", "https://localhost/services/Eucalyptus")
 
 
 def varied_instances(cc) -> list[str]:
@@ -43,6 +54,16 @@ def varied_instances(cc) -> list[str]:
     cc.stop_instance(instance_ids[1], force=True)
     settle(cc, instance_ids[1], "Stopped")
     return instance_ids
+
+
+def assert_refused_as_invalid(apps, request: bytes) -> None:
+    """Each of ``apps`` answers a SOAP envelope of the body ``request`` with spyne's fault for
+    a request its schema does not allow."""
+    envelope = (b'<soap-env:Envelope xmlns:soap-env="http://schemas.xmlsoap.org/soap/envelope/"><soap-env:Body>'
+                + request + b'</soap-env:Body></soap-env:Envelope>')
+    for app in apps:
+        response = InProcessTransport(app).post("https://localhost/x", envelope, {"Content-Type": "text/xml"})
+        assert response.status_code == 500 and b"Client.SchemaValidationError" in response.content
 
 
 def test_what_it_reads_of_a_node_is_what_zeep_reads(cluster):
@@ -80,15 +101,62 @@ def test_other_operations_and_faults_go_as_spyne_would(cluster):
 
     def refuse(request):
         raise soap.EucaFault("InvalidParameter", f"no {request.get('epoch')}")
-    bad = (b'<soap-env:Envelope xmlns:soap-env="http://schemas.xmlsoap.org/soap/envelope/"><soap-env:Body>'
-           b'<ns0:DescribeInstances xmlns:ns0="http://eucalyptus.ucsb.edu/"><ns0:sinceVersion>seven</ns0:sinceVersion>'
-           b'</ns0:DescribeInstances></soap-env:Body></soap-env:Envelope>')
-    for app in (soap.wsgi_app(cc_service.application(cluster)), cc_service.wsgi_app(cluster)):
-        response = InProcessTransport(app).post("https://localhost/x", bad, {"Content-Type": "text/xml"})
-        assert response.status_code == 500 and b"Client.SchemaValidationError" in response.content
+    assert_refused_as_invalid([soap.wsgi_app(cc_service.application(cluster)), cc_service.wsgi_app(cluster)],
+                              b'<ns0:DescribeInstances xmlns:ns0="http://eucalyptus.ucsb.edu/">'
+                              b'<ns0:sinceVersion>seven</ns0:sinceVersion></ns0:DescribeInstances>')
 
     refusing = fastsoap.FastAnswers(soap.wsgi_app(cc_service.application(cluster)), "EucalyptusCC",
                                     {"DescribeInstances": refuse})
     with pytest.raises(zeep.exceptions.Fault) as info:
         cc_proxy(refusing).DescribeInstances(epoch="e-1")
     assert (info.value.code, info.value.message) == ("soap11env:Client.InvalidParameter", "no e-1")
+
+
+class RecordingTransport(InProcessTransport):
+    """InProcessTransport that keeps each request's headers and body."""
+
+    def __init__(self, app):
+        super().__init__(app)
+        self.sent = []
+
+    def post(self, address, message, headers):
+        self.sent.append((headers, message))
+        return super().post(address, message, headers)
+
+
+def content(message: bytes):
+    """An XML document as (tag, attributes, text, children), whatever its prefixes."""
+    def walk(element):
+        return element.tag, dict(element.attrib), element.text, [walk(child) for child in element]
+    return walk(etree.fromstring(message))
+
+
+def test_a_written_request_is_what_zeep_writes(tmp_path):
+    """The same request made by zeep and written by send: the same headers, the same XML but
+    for its prefixes, the same answer from the CLC."""
+    cloud = Cloud(default_config(EUCALYPTUS=str(tmp_path)))
+    transport = RecordingTransport(clc_internal.wsgi_app(cloud))
+    proxy = clc_proxy(transport)
+    events = [{"seq": 1, "accountId": "123456789012", "time": 1700000000.1234567, "storedDelta": -4096,
+               "bucketsDelta": 1, "bytesIn": 2**40, "bytesOut": 0},
+              {"seq": 2, "accountId": "a<&>\r'\"ü", "time": 1e-07, "storedDelta": None, "bytesOut": 7},
+              {"seq": 3, "accountId": "0", "time": 0.0}]
+    fields = {"source": "walrus-ü & <co>", "correlationId": "c-1", "events": events}
+    try:
+        by_zeep = getattr(proxy.ReportUsage(**fields), "acknowledged")
+        assert fastsoap.send(proxy, "ReportUsage", fields) == {
+            "correlationId": "c-1", "return": True, "acknowledged": by_zeep}
+    finally:
+        cloud.store.close()
+    (zeep_headers, zeep_body), (headers, body) = transport.sent
+    assert headers == zeep_headers == {"SOAPAction": '"ReportUsage"', "Content-Type": "text/xml; charset=utf-8"}
+    assert content(body) == content(zeep_body)
+    assert by_zeep == 3
+
+
+def test_a_string_xml_cannot_hold_is_refused_as_by_zeep():
+    proxy = clc_proxy(InProcessTransport(None))  # never reached
+    for send in (lambda fields: proxy.ReportUsage(**fields),
+                 lambda fields: fastsoap.send(proxy, "ReportUsage", fields)):
+        with pytest.raises(ValueError):
+            send({"source": "walrus\x01"})

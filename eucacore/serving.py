@@ -32,6 +32,9 @@ from eucacore.ids import current_request_id, new_request_id
 from eucacore.pki import KeyPair
 
 log = logging.getLogger("eucalyptus.http")
+#: The logger of the line each answered request leaves (see :class:`RequestLog`).
+ACCESS_LOG = "eucalyptus.access"
+access_log = logging.getLogger(ACCESS_LOG)
 
 #: The header that carries a request id from component to component.
 REQUEST_ID_HEADER = "X-Euca-Request-Id"
@@ -86,11 +89,26 @@ class RequestLog:
                 sent += len(chunk)
                 yield chunk
         finally:
-            log.info("%s %s %s %s %s %d %.1fms peer=%s", self.name, rid, environ.get("REQUEST_METHOD"),
-                     environ.get("PATH_INFO"), status_holder.get("status", "-"), sent,
-                     (time.monotonic() - started) * 1000,
-                     environ.get(PEER_KIND) or environ.get("REMOTE_ADDR"))
+            _write_access(f"{self.name} {rid} {environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')} "
+                          f"{status_holder.get('status', '-')} {sent} {(time.monotonic() - started) * 1000:.1f}ms "
+                          f"peer={environ.get(PEER_KIND) or environ.get('REMOTE_ADDR')}")
             current_request_id.reset(token)
+
+
+def _log_access(line: str) -> None:
+    access_log.info("%s", line)
+
+
+#: Where :class:`RequestLog` sends each request's line (see :func:`write_access_with`).
+_write_access = _log_access
+
+
+def write_access_with(writer: Callable[[str], None] | None) -> None:
+    """Send each request's access line to ``writer`` rather than through the ``eucalyptus.access``
+    logger (None: back to it).  :func:`eucacore.daemon.setup_logging` installs a writer straight
+    to the log file."""
+    global _write_access
+    _write_access = writer or _log_access
 
 
 class HealthCheck:

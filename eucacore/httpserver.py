@@ -21,6 +21,7 @@ import functools
 import logging
 import select
 import socket
+import struct
 import sys
 import threading
 import time
@@ -312,7 +313,7 @@ class _Connection:
         try:
             while self._next_request_arrives() and self._one_request():
                 pass
-        except OSError:  # the peer went away or stalled past the timeout: nothing to answer
+        except OSError:  # the peer went away or stalled past the timeout (EAGAIN): nothing to answer
             pass
         finally:
             self.sock.close()
@@ -587,7 +588,12 @@ class Server:
             self._socket.close()
 
     def _start(self, sock: socket.socket, address) -> None:
-        sock.settimeout(self.timeout)
+        # The timeout of each receive and send is the kernel's: Python's own (settimeout) would
+        # poll before every recv and send, twice the system calls of a small request.
+        sock.settimeout(None)
+        timeval = struct.pack("ll", int(self.timeout), int(self.timeout % 1 * 1_000_000))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = _Connection(self, sock, address)
         thread = threading.Thread(target=conn.run, name=f"{self.server_name}-conn", daemon=True)

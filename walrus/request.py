@@ -57,7 +57,10 @@ class RequestBody:
             size = min(size, self.remaining)
             if size == 0:
                 return b""
-        data = self.stream.read(size)
+        try:
+            data = self.stream.read(size)
+        except OSError:
+            raise _timed_out() from None
         if self.remaining is not None:
             self.remaining -= len(data)
         return data
@@ -70,7 +73,10 @@ class RequestBody:
             view = view[:self.remaining]
             if not view:
                 return 0
-        got = read_into(self.stream, view)
+        try:
+            got = read_into(self.stream, view)
+        except OSError:
+            raise _timed_out() from None
         if self.remaining is not None:
             self.remaining -= got
         return got
@@ -100,3 +106,9 @@ class RequestBody:
                            "header does not match what was computed.", 400,
                            ClientComputedContentSHA256=self.claimed_sha256_hex,
                            S3ComputedContentSHA256=actual.hex())
+
+
+def _timed_out() -> AWSError:
+    """S3's answer to a client that stopped sending its body (the connection's receive timed out)."""
+    return AWSError("RequestTimeout", "Your socket connection to the server was not read from or written to "
+                    "within the timeout period. Idle connections will be closed.", 400)

@@ -335,3 +335,20 @@ def test_stop_lets_a_request_in_flight_finish_and_closes_idle_connections():
     finally:
         busy.close()
         idle.close()
+
+
+def test_a_client_that_stalls_in_a_body_or_between_requests_is_closed_after_the_timeout():
+    running = Running(digest_app, threads=2, timeout=0.5)
+    stalled, idle = running.connect(), running.connect()
+    try:
+        stalled.send(put("/stall", b"x" * 100)[:-90])  # 10 of the 100 body bytes, then nothing
+        idle.send(put("/idle", b"i"))
+        assert idle.response()[0] == 200
+        started = time.monotonic()
+        assert stalled.response()[0] == 500  # the app's read failed: it could not answer
+        assert stalled.closed() and idle.closed()
+        assert time.monotonic() - started < 5
+    finally:
+        stalled.close()
+        idle.close()
+        running.stop()

@@ -32,10 +32,10 @@ KEYS = {c.access_key: c for c in (ALICE, BOB)}
 
 
 @contextlib.contextmanager
-def serving(app, threads: int = 4):
+def serving(app, threads: int = 4, timeout: float = 10):
     """The endpoint URL of ``app`` served as the daemon serves it (eucacore.httpserver) on a free
     loopback port, while the block runs."""
-    srv = httpserver.Server(("127.0.0.1", 0), app, "walrus-test", threads=threads)
+    srv = httpserver.Server(("127.0.0.1", 0), app, "walrus-test", threads=threads, timeout=timeout)
     srv.prepare()
     thread = threading.Thread(target=srv.serve, daemon=True)
     thread.start()
@@ -474,3 +474,17 @@ def test_storage_quota_holds_for_chunked_uploads_without_a_length(server):
     assert response.status_code == 400 and b"<Code>EntityTooLarge</Code>" in response.content
     assert [o["Key"] for o in s3.list_objects_v2(Bucket="carol-quota")["Contents"]] == ["small"]
     assert store.account_bytes(carol.account_id) == 1000
+
+
+def test_a_client_that_stops_sending_its_body_gets_request_timeout_and_nothing_is_stored(tmp_path):
+    store = WalrusStore(tmp_path / "bukkits", tmp_path / "walrus.db")
+    with serving(WalrusApp(store, KEYS.get), timeout=0.5) as endpoint:
+        client(endpoint).create_bucket(Bucket="stalled", ACL="public-read-write")
+        conn = http.client.HTTPConnection(endpoint.removeprefix("http://"), timeout=10)
+        conn.putrequest("PUT", "/stalled/key")
+        conn.putheader("Content-Length", "100")
+        conn.endheaders(b"only ten b")
+        answer = conn.getresponse()
+        assert (answer.status, b"<Code>RequestTimeout</Code>" in answer.read()) == (400, True)
+        conn.close()
+        assert client(endpoint).list_objects_v2(Bucket="stalled")["KeyCount"] == 0

@@ -474,14 +474,18 @@ def _snake(operation: str) -> str:
 
 
 def _headers(environ) -> dict:
-    headers = {}
-    for name, value in environ.items():
-        if name.startswith("HTTP_"):
-            headers[name[5:].replace("_", "-").lower()] = value
+    """The request's header fields by lower-case name, from the WSGI environ."""
+    headers = {_header_name(name): value for name, value in environ.items() if name[:5] == "HTTP_"}
     for name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
         if environ.get(name):
             headers[name.replace("_", "-").lower()] = environ[name]
     return headers
+
+
+@functools.lru_cache(maxsize=1024)  # clients send the same few dozen header names over and over
+def _header_name(key: str) -> str:
+    """``HTTP_X_AMZ_DATE`` -> ``x-amz-date``."""
+    return key[5:].replace("_", "-").lower()
 
 
 def _raw_path(environ) -> str:

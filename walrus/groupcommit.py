@@ -18,7 +18,8 @@ class _Writer:
     __slots__ = ("work", "woken", "leads", "result", "error")
 
     def __init__(self, work: Callable):
-        self.work, self.woken, self.leads = work, threading.Event(), False
+        self.work, self.leads = work, False
+        self.woken: threading.Event | None = None  # only a writer that has to wait needs one
         self.result = self.error = None
 
 
@@ -38,7 +39,9 @@ class GroupCommit:
         writer = _Writer(work)
         with self._lock:
             self._waiting.append(writer)
-            if not self._busy:
+            if self._busy:
+                writer.woken = threading.Event()
+            else:
                 self._busy = writer.leads = True
         if not writer.leads:
             writer.woken.wait()  # done by another's commit, or made the next leader
@@ -63,7 +66,8 @@ class GroupCommit:
                     self._busy = False
             for writer in batch:
                 writer.leads = False
-                writer.woken.set()
+                if writer.woken is not None:  # the leader itself did not wait
+                    writer.woken.set()
 
     def _commit(self, batch: list[_Writer]) -> None:
         try:

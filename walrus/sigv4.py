@@ -10,7 +10,9 @@ signed still comes from one place.
 """
 
 import datetime
+import functools
 import hmac
+import time
 from hashlib import sha256
 from urllib.parse import parse_qsl, quote
 
@@ -47,22 +49,28 @@ def verify_header(method: str, raw_path: str, query_string: str, headers: dict, 
                            ";".join(signed), headers["x-amz-content-sha256"]))
     string_to_sign = (f"AWS4-HMAC-SHA256\n{timestamp}\n{day}/{region}/s3/aws4_request\n"
                       f"{sha256(canonical.encode('utf-8')).hexdigest()}")
-    expected = hmac.new(signing_key(credentials.secret_key, day, region, "s3"),
-                        string_to_sign.encode("utf-8"), sha256).hexdigest()
+    expected = hmac.digest(signing_key(credentials.secret_key, day, region, "s3"),
+                           string_to_sign.encode("utf-8"), "sha256").hex()
     return credentials if hmac.compare_digest(expected, fields.get("Signature", "")) else None
 
 
 def _current(timestamp: str) -> bool:
     """Whether ``timestamp`` is a compact SigV4 time ('20130524T000000Z') within the allowed skew."""
+    when = _seconds(timestamp)
+    return when is not None and abs(time.time() - when) <= MAX_SKEW.total_seconds()
+
+
+@functools.lru_cache(maxsize=64)  # a busy client sends the same timestamp many times a second
+def _seconds(timestamp: str) -> float | None:
+    """The Unix time of a compact SigV4 time, or None when it is not one."""
     if len(timestamp) != 16 or timestamp[8] != "T" or timestamp[15] != "Z":
-        return False
+        return None
     try:
-        when = datetime.datetime(int(timestamp[0:4]), int(timestamp[4:6]), int(timestamp[6:8]),
+        return datetime.datetime(int(timestamp[0:4]), int(timestamp[4:6]), int(timestamp[6:8]),
                                  int(timestamp[9:11]), int(timestamp[11:13]), int(timestamp[13:15]),
-                                 tzinfo=datetime.timezone.utc)
+                                 tzinfo=datetime.timezone.utc).timestamp()
     except ValueError:
-        return False
-    return abs(datetime.datetime.now(datetime.timezone.utc) - when) <= MAX_SKEW
+        return None
 
 
 def _checkable(signed: list, headers: dict) -> bool:

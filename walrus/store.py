@@ -78,9 +78,9 @@ class NoSuchUpload(StoreError):
     """No multipart upload has that id (it was completed or aborted, or never existed)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Bucket:
-    """A bucket row."""
+    """A bucket row (kept and shared by :class:`_KeptBuckets`: never changed in place)."""
 
     name: str
     owner: str
@@ -229,14 +229,49 @@ def key_successor(prefix: str) -> str | None:
     return None
 
 
+class _KeptBuckets:
+    """Bucket rows kept in memory.  Every S3 request looks up its bucket (a small PUT twice),
+    and buckets change seldom.  Only the store writes them, and it calls :meth:`forget` once
+    each such write has ended; a row read while a write was under way is not kept, since it may
+    be the old one.  An absent bucket is not kept either, so a new one is seen at once."""
+
+    LIMIT = 10_000
+
+    def __init__(self):
+        self._rows: dict[str, Bucket] = {}
+        self._writes = 0
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> Bucket | None:
+        return self._rows.get(name)
+
+    def reading(self) -> int:
+        """A token to take before reading a row, for :meth:`keep`."""
+        return self._writes
+
+    def keep(self, bucket: Bucket, token: int) -> None:
+        with self._lock:
+            if token == self._writes:
+                if len(self._rows) >= self.LIMIT:
+                    self._rows.clear()
+                self._rows[bucket.name] = bucket
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._writes += 1
+            self._rows.pop(name, None)
+
+
 class WalrusStore:
-    """Buckets and objects: files under ``storage_dir``, rows in ``db_path``."""
+    """Buckets and objects: files under ``storage_dir``, rows in ``db_path``.  One store at a
+    time opens a database: it keeps the bucket rows it read (:class:`_KeptBuckets`)."""
 
     def __init__(self, storage_dir: str | Path, db_path: str | Path):
         self.root = Path(storage_dir)
         self.root.mkdir(parents=True, exist_ok=True)
         self.store = Store(db_path, MIGRATIONS)
         self._objects_committer = GroupCommit(self._write)
+        self._buckets = _KeptBuckets()
         self._transfer_lock = threading.Lock()
         self._bytes_out: dict[str, int] = {}
         self.sweep()
@@ -262,6 +297,15 @@ class WalrusStore:
             if conn.in_transaction:
                 conn.rollback()
             raise
+
+    @contextlib.contextmanager
+    def _bucket_write(self, name: str):
+        """:meth:`_write` for a change of bucket ``name``'s row: the kept row is forgotten after it."""
+        try:
+            with self._write() as conn:
+                yield conn
+        finally:
+            self._buckets.forget(name)
 
     # ------------------------------------------------------------ buckets
 
@@ -292,7 +336,7 @@ class WalrusStore:
                       location: str | None = None) -> Bucket:
         """Create ``name`` for ``owner``; BucketExists when the name is taken, TooManyBuckets
         when ``owner`` has ``max_buckets`` already (-1: no limit)."""
-        with self._write() as conn:
+        with self._bucket_write(name) as conn:
             row = conn.execute("SELECT owner FROM buckets WHERE name = ?", [name]).fetchone()
             if row:
                 raise BucketExists(name, row[0])
@@ -308,10 +352,15 @@ class WalrusStore:
 
     def get_bucket(self, name: str) -> Bucket:
         """The bucket row; NoSuchBucket when absent."""
-        row = self.db.execute(f"SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = ?", [name]).fetchone()
-        if row is None:
-            raise NoSuchBucket(name)
-        return _bucket(row)
+        bucket = self._buckets.get(name)
+        if bucket is None:
+            token = self._buckets.reading()
+            row = self.db.execute(f"SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = ?", [name]).fetchone()
+            if row is None:
+                raise NoSuchBucket(name)
+            bucket = _bucket(row)
+            self._buckets.keep(bucket, token)
+        return bucket
 
     def list_buckets(self, owner: str | None) -> list[Bucket]:
         """``owner``'s buckets (every bucket when None) in name order."""
@@ -323,7 +372,7 @@ class WalrusStore:
         return [_bucket(row) for row in rows]
 
     def set_bucket_acl(self, name: str, acl: dict) -> None:
-        with self._write() as conn:
+        with self._bucket_write(name) as conn:
             if not conn.execute("UPDATE buckets SET acl = ? WHERE name = ?", [_json(acl), name]).rowcount:
                 raise NoSuchBucket(name)
 
@@ -340,7 +389,7 @@ class WalrusStore:
     def delete_bucket(self, name: str) -> None:
         """Delete an empty bucket, aborting its unfinished multipart uploads; NoSuchBucket,
         BucketNotEmpty."""
-        with self._write() as conn:
+        with self._bucket_write(name) as conn:
             row = conn.execute("SELECT owner FROM buckets WHERE name = ?", [name]).fetchone()
             if not row:
                 raise NoSuchBucket(name)
@@ -363,8 +412,9 @@ class WalrusStore:
 
         ``hashers`` (name -> object with update() and digest()) see every byte; ``verify``
         runs on the digests before the bytes are kept.  On any failure the file is gone.
+        The caller has found the bucket; one deleted since is NoSuchBucket here (its directory
+        is gone) or at the commit.
         """
-        self.get_bucket(bucket)
         if inline and length is not None and length <= INLINE_MAX:
             staged = Inline(_read_exactly(stream, length))
             digests = _digests([staged.data], hashers or {})
@@ -376,9 +426,11 @@ class WalrusStore:
             digests = _write_file(temp, stream, length, hashers or {})
             if verify:
                 verify(digests)
-        except BaseException:
+        except BaseException as error:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
+            if isinstance(error, FileNotFoundError) and not temp.parent.is_dir():
+                raise NoSuchBucket(bucket) from None
             raise
         return temp, digests
 
@@ -651,9 +703,11 @@ def _object_rows(conn, info: ObjectInfo, replaces_upload: str | None,
                  data: bytes | None) -> tuple[str | None, list]:
     """Write an object's rows in ``conn``'s transaction; (the file it replaces, the part files it
     frees).  NoSuchBucket, NoSuchUpload."""
-    owner = conn.execute("SELECT owner FROM buckets WHERE name = ?", [info.bucket]).fetchone()
-    if not owner:
+    found = conn.execute("SELECT b.owner, o.file, o.size FROM buckets b LEFT JOIN objects o "
+                         "ON o.bucket = b.name AND o.key = ? WHERE b.name = ?", [info.key, info.bucket]).fetchone()
+    if not found:
         raise NoSuchBucket(info.bucket)
+    owner, old_file, old_size = found
     parts = []
     if replaces_upload:
         parts = [r[0] for r in conn.execute("SELECT file FROM parts WHERE upload_id = ?",
@@ -661,20 +715,18 @@ def _object_rows(conn, info: ObjectInfo, replaces_upload: str | None,
         conn.execute("DELETE FROM parts WHERE upload_id = ?", [replaces_upload])
         if not conn.execute("DELETE FROM uploads WHERE upload_id = ?", [replaces_upload]).rowcount:
             raise NoSuchUpload(replaces_upload)
-    row = conn.execute("SELECT file, size FROM objects WHERE bucket = ? AND key = ?",
-                       [info.bucket, info.key]).fetchone()
-    if row and row[0].startswith(INLINE_PREFIX):
-        conn.execute("DELETE FROM blobs WHERE id = ?", [row[0]])
+    if old_file and old_file.startswith(INLINE_PREFIX):
+        conn.execute("DELETE FROM blobs WHERE id = ?", [old_file])
     if data is not None:
         conn.execute("INSERT INTO blobs (id, data) VALUES (?, ?)", [info.file, data])
-    _usage(conn, owner[0], stored=info.size - (row[1] if row else 0), bytes_in=info.size)
+    _usage(conn, owner, stored=info.size - (old_size or 0), bytes_in=info.size)
     conn.execute(
         f"INSERT OR REPLACE INTO objects ({OBJECT_COLUMNS}) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [info.bucket, info.key, info.size, info.etag, info.last_modified, info.content_type,
          json.dumps(info.metadata), json.dumps(info.headers), info.owner, _json(info.acl),
          info.checksum_algorithm, info.checksum, info.parts, info.file])
-    return (row[0] if row else None), parts
+    return old_file, parts
 
 
 def read_into(stream, view: memoryview) -> int:

@@ -8,6 +8,7 @@ reverse for a handler's output dict: status, headers and an XML or streaming
 body that botocore's ``RestXMLParser`` reads.
 """
 
+import functools
 from urllib.parse import parse_qsl, unquote
 
 from lxml import etree
@@ -291,9 +292,7 @@ class S3Protocol:
                 return b''
             root = writer.root(member_xml_name(member, payload), member, value)
         else:
-            body_members = [n for n, m in shape.members.items()
-                            if m.serialization.get('location') not in NON_BODY_LOCATIONS
-                            and output.get(n) is not None]
+            body_members = [n for n in _body_members(shape) if output.get(n) is not None]
             root_name = _RESULT_ROOTS.get(operation_name)
             if operation_name == 'GetBucketLocation':
                 # S3 sends the bare element; botocore parses it with a handler.
@@ -321,6 +320,13 @@ class S3Protocol:
         headers = [('x-amz-request-id', request_id),
                    ('Content-Type', 'application/xml')]
         return error.status, headers, to_bytes(root)
+
+
+@functools.lru_cache(maxsize=512)  # output shapes come from botocore's model: a bounded set
+def _body_members(shape):
+    """The names of the members of an output shape that go in the XML body, not in headers."""
+    return tuple(n for n, m in shape.members.items()
+                 if m.serialization.get('location') not in NON_BODY_LOCATIONS)
 
 
 def bucket_and_key(raw_path, host, service_host):

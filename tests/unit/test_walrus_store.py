@@ -121,6 +121,8 @@ def test_buckets(store):
         store.delete_bucket("b1")
     with pytest.raises(st.NoSuchBucket):
         put(store, "nope", "k")
+    with pytest.raises(st.NoSuchBucket):  # staged as a file: the bucket's directory is not there
+        store.write_temp("nope", io.BytesIO(b"x" * (st.INLINE_MAX + 1)), st.INLINE_MAX + 1)
 
 
 def test_listing_is_utf8_byte_order(store):
@@ -200,3 +202,27 @@ def test_sweep_removes_crash_leftovers(tmp_path):
     _, f = reopened.open_object("b1", "k")
     with f:
         assert f.read() == big(b"kept")
+
+
+def test_the_kept_bucket_rows_follow_every_change_of_a_bucket(store):
+    store.create_bucket("kept", "111")
+    assert store.get_bucket("kept").owner == "111"
+    grants = {"owner": "111", "grants": [{"grantee": {"type": "Group", "uri": "AllUsers"}, "permission": "READ"}]}
+    store.set_bucket_acl("kept", grants)
+    assert store.get_bucket("kept").acl == grants
+    store.delete_bucket("kept")
+    with pytest.raises(st.NoSuchBucket):
+        store.get_bucket("kept")
+    store.create_bucket("kept", "222")
+    assert store.get_bucket("kept") == st.Bucket("kept", "222", store.get_bucket("kept").created)
+
+
+def test_a_bucket_row_read_while_a_write_was_under_way_is_not_kept():
+    kept = st._KeptBuckets()
+    row = st.Bucket("b", "111", 0.0)
+    token = kept.reading()
+    kept.forget("b")  # a write of b ended after the row was read
+    kept.keep(row, token)
+    assert kept.get("b") is None
+    kept.keep(row, kept.reading())
+    assert kept.get("b") is row

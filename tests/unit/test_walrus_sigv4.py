@@ -1,6 +1,8 @@
 """walrus.sigv4: the fast SigV4 header check accepts exactly what botocore's signer signed, and
 never a request that eucacore.awsapi.auth.verify_request would refuse."""
 
+import hmac
+import os
 from urllib.parse import urlsplit
 
 import botocore.credentials
@@ -11,6 +13,7 @@ from botocore.awsrequest import AWSRequest
 from eucacore.awsapi.auth import verify_request
 from eucacore.awsapi.errors import AWSError
 from tests.unit.test_walrus_api import ALICE
+from walrus import sigv4
 from walrus.sigv4 import verify_header
 
 KEYS = {ALICE.access_key: ALICE}.get
@@ -101,3 +104,10 @@ def test_other_schemes_and_scopes_are_left_to_the_full_check():
     anonymous = ("GET", "/bucket/key", "", {"host": "walrus:8773"})
     assert verify_header(*anonymous, KEYS) is None
     assert full_check(*anonymous) is None
+
+
+@pytest.mark.parametrize("key_length", [0, 32, 64, 65, 200])
+def test_the_hmac_from_padded_states_is_rfc_2104s(key_length):
+    key, message = os.urandom(key_length), os.urandom(300)
+    assert sigv4._hmac_sha256(key, message) == hmac.digest(key, message, "sha256")
+    assert sigv4._hmac_sha256(key, b"") == hmac.digest(key, b"", "sha256")

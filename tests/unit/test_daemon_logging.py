@@ -4,6 +4,7 @@ import logging
 import os
 import re
 import sys
+import time
 
 import pytest
 
@@ -131,3 +132,12 @@ def test_without_a_log_file_access_lines_go_to_stderr(logs, tmp_path):
     on_stderr = (tmp_path / "stderr").read_text()
     assert "WARNING" in on_stderr and "no log file" in on_stderr
     assert "GET /bucket 200" in on_stderr
+
+
+def test_an_access_line_reaches_the_file_within_the_flush_interval_when_nothing_else_is_logged(logs):
+    log_dir = logs()
+    answer()
+    deadline = time.monotonic() + 10 * daemon._AccessLines.FLUSH_INTERVAL
+    while "GET /bucket" not in (log_dir / f"{NAME}.log").read_text():
+        assert time.monotonic() < deadline, "the access line was not flushed"
+        time.sleep(0.05)

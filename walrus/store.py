@@ -668,6 +668,10 @@ def _json(value) -> str | None:
     return None if value is None else json.dumps(value)
 
 
+def _json_dict(value: dict) -> str:
+    return json.dumps(value) if value else "{}"  # most objects have no metadata, no stored headers
+
+
 @dataclass
 class Inline:
     """The bytes of a small object staged for :meth:`WalrusStore.commit_temp`."""
@@ -724,7 +728,7 @@ def _object_rows(conn, info: ObjectInfo, replaces_upload: str | None,
         f"INSERT OR REPLACE INTO objects ({OBJECT_COLUMNS}) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [info.bucket, info.key, info.size, info.etag, info.last_modified, info.content_type,
-         json.dumps(info.metadata), json.dumps(info.headers), info.owner, _json(info.acl),
+         _json_dict(info.metadata), _json_dict(info.headers), info.owner, _json(info.acl),
          info.checksum_algorithm, info.checksum, info.parts, info.file])
     return old_file, parts
 

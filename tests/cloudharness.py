@@ -40,6 +40,9 @@ DAEMONS = {"clc": "clc", "walrus": "walrus", "sc": "sc", "cc": "cc", "nc": "nc"}
 #: Start order: the CLC first (Walrus asks it about keys), the NC before the CC polls it.
 ORDER = ("clc", "walrus", "sc", "nc", "cc")
 ZONE = "zone-a"
+#: Each daemon module's program name: its log file is $EUCALYPTUS/var/log/eucalyptus/<name>.log.
+PROGRAMS = {"clc": "eucalyptus-cloud", "walrus": "eucalyptus-walrus", "sc": "eucalyptus-sc",
+            "nc": "eucalyptus-nc", "cc": "eucalyptus-cc"}
 
 
 @dataclasses.dataclass
@@ -205,6 +208,23 @@ class Cloud:
             raise AssertionError(str(e)) from None
         self.procs[name] = proc
         return proc
+
+    def log_file(self, name: str) -> Path:
+        """Daemon ``name``'s log file (which alone holds its access lines; stderr has the rest)."""
+        host = self.hosts[name]
+        return host.conf.parent / "var/log/eucalyptus" / f"{PROGRAMS[host.module]}.log"
+
+    def wait_for_log(self, name: str, text: str, timeout: float = 10) -> bool:
+        """Whether ``text`` shows up in daemon ``name``'s log file within ``timeout`` seconds
+        (access lines reach the file within half a second of their request)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(FileNotFoundError):
+                if text in self.log_file(name).read_text():
+                    return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
 
     def kill9(self, name: str) -> None:
         proc = self.procs.pop(name)

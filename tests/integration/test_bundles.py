@@ -99,7 +99,7 @@ def test_a_raw_image_is_fetched_from_its_plain_url_with_the_node_certificate(clo
     url = node_request(cloud, instance_id)["imageURL"]
     assert url == f"{cloud.s3_url}/raw-images/raw/disk.img"  # no presigned query: the object is private
     assert cached(cloud, image_id).read_bytes() == b"\0" * 256 * 1024
-    assert any(" GET /raw-images/raw/disk.img 200 " in line for line in cloud.logs["walrus"].read_text().splitlines())
+    assert cloud.wait_for_log("walrus", " GET /raw-images/raw/disk.img 200 ")
     ec2.terminate_instances(InstanceIds=[instance_id])
 
 

@@ -2,7 +2,6 @@
 
 import hashlib
 import os
-from pathlib import Path
 
 import botocore.exceptions
 import pytest
@@ -142,7 +141,6 @@ def test_request_ids_follow_the_request_down(cloud, ec2, image):
     instance_id = reservation["Instances"][0]["InstanceId"]
     try:
         for name in ("clc", "cc", "nc"):
-            log = Path(cloud.logs[name]).read_text()
-            assert request_id in log, f"{name} log lacks request id {request_id}"
+            assert cloud.wait_for_log(name, request_id), f"{name} log lacks request id {request_id}"
     finally:
         ec2.terminate_instances(InstanceIds=[instance_id])

@@ -30,9 +30,9 @@ def parse_args(prog: str, description: str, argv=None) -> argparse.Namespace:
 
 
 class _FormatOnce(logging.Formatter):
-    """Formats a record once for all the handlers that show it.  Every line goes to stderr and
-    to the file, and the file's rollover check formats it too: three formats of each line
-    were a tenth of the CPU of a small S3 request."""
+    """Formats a record once for all the handlers that show it.  A record goes to stderr and to
+    the file, and the file's rollover check formats it too: three formats of each line were a
+    tenth of the CPU of a small S3 request.  :meth:`stamp` also dates the access lines."""
 
     _second = (None, "")  # (a whole second, its time as the default format shows it)
 

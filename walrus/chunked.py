@@ -17,7 +17,7 @@ import hmac
 import re
 from dataclasses import dataclass
 
-from eucacore.awsapi.auth import signing_key
+from eucacore.awsapi.auth import hmac_sha256, signing_key
 from eucacore.awsapi.errors import AWSError
 from walrus import checksums
 
@@ -53,7 +53,7 @@ class ChunkSigning:
 
     def _sign(self, algorithm, previous, tail):
         text = f'{algorithm}\n{self.amz_date}\n{self.scope}\n{previous}\n{tail}'
-        return hmac.new(self.signing_key, text.encode(), hashlib.sha256).hexdigest()
+        return hmac_sha256(self.signing_key, text.encode()).hex()
 
 
 def signing_from_request(secret_key, authorization, amz_date):

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, quote
 
 from botocore.auth import SIGNED_HEADERS_BLACKLIST
 
-from eucacore.awsapi.auth import MAX_SKEW, signing_key
+from eucacore.awsapi.auth import MAX_SKEW, hmac_sha256, signing_key
 
 _PREFIX = "AWS4-HMAC-SHA256 "
 #: Headers that botocore's signer leaves out of a canonical request even when they are named.
@@ -49,26 +49,8 @@ def verify_header(method: str, raw_path: str, query_string: str, headers: dict, 
                            ";".join(signed), headers["x-amz-content-sha256"]))
     string_to_sign = (f"AWS4-HMAC-SHA256\n{timestamp}\n{day}/{region}/s3/aws4_request\n"
                       f"{sha256(canonical.encode('utf-8')).hexdigest()}")
-    expected = _hmac_sha256(signing_key(credentials.secret_key, day, region, "s3"), string_to_sign.encode("utf-8"))
+    expected = hmac_sha256(signing_key(credentials.secret_key, day, region, "s3"), string_to_sign.encode("utf-8"))
     return credentials if hmac.compare_digest(expected.hex(), fields.get("Signature", "")) else None
-
-
-def _hmac_sha256(key: bytes, message: bytes) -> bytes:
-    """HMAC-SHA256 (RFC 2104) from copies of the key's two padded hash states.  OpenSSL 3's
-    one-call HMAC looks the algorithm up by name each time: twice the cost, and most of the
-    signature check's on a busy server."""
-    inner, outer = _padded(key)
-    inner, outer = inner.copy(), outer.copy()
-    inner.update(message)
-    outer.update(inner.digest())
-    return outer.digest()
-
-
-@functools.lru_cache(maxsize=1024)  # one signing key per secret, day and region
-def _padded(key: bytes):
-    """SHA-256 states that have taken in ``key`` XOR ipad and XOR opad."""
-    block = (sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
-    return sha256(bytes(b ^ 0x36 for b in block)), sha256(bytes(b ^ 0x5C for b in block))
 
 
 def _current(timestamp: str) -> bool:

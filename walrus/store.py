@@ -262,6 +262,49 @@ class _KeptBuckets:
             self._rows.pop(name, None)
 
 
+class _Remover:
+    """Removes the files of replaced and deleted objects in a thread of its own, after the answer.
+
+    Freeing a large file's pages and blocks is the kernel's slowest step of an overwrite
+    (90 ms for 256 MiB here), and nobody needs to wait for it: once the rows are committed no
+    reader finds the file (one already open keeps reading it), and a file a crash leaves
+    behind is named by no row, so :meth:`WalrusStore.sweep` removes it at the next start.
+    """
+
+    def __init__(self):
+        self._paths: queue.Queue = queue.Queue()
+        self._start = threading.Lock()
+        self._thread = None
+
+    def remove(self, paths) -> None:
+        """Remove ``paths`` (any that are gone already are skipped) soon, in the remover thread."""
+        handed = False
+        for path in paths:
+            self._paths.put(path)
+            handed = True
+        if handed and self._thread is None:
+            with self._start:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="walrus-remover", daemon=True)
+                    self._thread.start()
+
+    def wait(self) -> None:
+        """Return once every path handed over so far is removed."""
+        self._paths.join()
+
+    def _run(self) -> None:
+        while True:
+            path = self._paths.get()
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                log.warning("could not remove %s: %s", path, e)
+            finally:
+                self._paths.task_done()
+
+
 class WalrusStore:
     """Buckets and objects: files under ``storage_dir``, rows in ``db_path``.  One store at a
     time opens a database: it keeps the bucket rows it read (:class:`_KeptBuckets`)."""
@@ -274,6 +317,7 @@ class WalrusStore:
         self._buckets = _KeptBuckets()
         self._transfer_lock = threading.Lock()
         self._bytes_out: dict[str, int] = {}
+        self.removals = _Remover()
         self.sweep()
 
     @classmethod
@@ -442,7 +486,7 @@ class WalrusStore:
         ``verify(digests)`` runs after the bytes are on disk and before anything is
         committed; if it (or anything else) raises, nothing is stored.  ``attributes`` are
         ObjectInfo fields (content_type, metadata, headers, owner, acl, checksum_algorithm,
-        checksum).  A replaced object's file is removed after the commit.
+        checksum).  A replaced object's file is removed after the commit, by :attr:`removals`.
         """
         temp, digests = self.write_temp(bucket, stream, length, hashers, verify)
         return self.commit_temp(temp, bucket, key, digests.size, f'"{digests.md5.hex()}"', **attributes)
@@ -451,7 +495,7 @@ class WalrusStore:
                     replaces_upload: str | None = None, **attributes) -> ObjectInfo:
         """Commit what :meth:`write_temp` staged as ``bucket/key`` in one transaction (which also
         forgets multipart upload ``replaces_upload``, if given); a temp file is renamed into
-        place first.  A replaced object's file is removed after the commit."""
+        place first.  A replaced object's file is removed after the commit, by :attr:`removals`."""
         directory = self.root / bucket
         if isinstance(staged, Inline):
             final = None
@@ -476,10 +520,8 @@ class WalrusStore:
             if final:
                 os.unlink(final)
             raise
-        for name in ([old] if old else []) + parts:
-            if not name.startswith(INLINE_PREFIX):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(directory / name)
+        self.removals.remove(directory / name for name in ([old] if old else []) + parts
+                             if not name.startswith(INLINE_PREFIX))
         return info
 
     def _commit_object(self, info: ObjectInfo, replaces_upload: str | None,
@@ -533,8 +575,7 @@ class WalrusStore:
                 _usage(conn, owner[0], stored=-row[1])
                 conn.execute("DELETE FROM blobs WHERE id = ?", [row[0]])
         if row and not row[0].startswith(INLINE_PREFIX):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.root / bucket / row[0])
+            self.removals.remove([self.root / bucket / row[0]])
 
     # ------------------------------------------------------------ usage
 
@@ -746,12 +787,13 @@ def read_into(stream, view: memoryview) -> int:
 def _write_file(path: Path, stream, length: int | None, hashers: dict) -> Digests:
     """Copy ``stream`` into a new file at ``path`` and fsync it, hashing as it goes.
 
-    This thread receives and writes; a :class:`_Hashing` thread hashes each chunk once it is
-    written and starts its writeback, so MD5 (the slowest step, about 650 MB/s on one core)
-    and the disk both overlap the next receive instead of following it.
+    This thread receives, writes and starts each WRITEBACK bytes' way to the disk; a
+    :class:`_Hashing` thread hashes each chunk once it is written.  MD5, the slowest step
+    (about 650 MB/s on one core), is all that thread does, and it overlaps the next receive
+    instead of following it; by the fsync most of the file is on its way to the disk.
     """
-    md5, size = hashlib.md5(), 0
-    with open(path, "xb", buffering=0) as out, _Hashing([md5] + list(hashers.values()), out.fileno()) as hashing:
+    md5, size, started = hashlib.md5(), 0, 0
+    with open(path, "xb", buffering=0) as out, _Hashing([md5] + list(hashers.values())) as hashing:
         while length is None or size < length:
             buffer = hashing.free_buffer()
             view = memoryview(buffer)[:CHUNK if length is None else min(CHUNK, length - size)]
@@ -763,7 +805,16 @@ def _write_file(path: Path, stream, length: int | None, hashers: dict) -> Digest
             _write_all(out, view[:got])
             hashing.add(buffer, got)
             size += got
+            if size - started >= WRITEBACK:
+                start_writeback(out.fileno(), started, size - started)
+                started = size
+        hashing.finish()
+        os.fsync(out.fileno())
     return Digests(size, md5.digest(), {name: h.digest() for name, h in hashers.items()})
+
+
+#: Bytes written between two writeback starts.
+WRITEBACK = 8 * CHUNK
 
 
 def _write_all(out, view: memoryview) -> None:
@@ -773,19 +824,17 @@ def _write_all(out, view: memoryview) -> None:
 
 
 class _Hashing:
-    """A thread that feeds written chunks to ``hashers`` and starts their writeback to disk.
+    """A thread that feeds written chunks to ``hashers``.
 
     Chunks circulate through a few reused buffers, so memory stays at BUFFERS * CHUNK
-    whatever the object's size.  Leaving the ``with`` block waits for the last chunk to be
-    hashed and then fsyncs ``fd``: by then most of the file is on its way to the disk.
+    whatever the object's size.  :meth:`finish` waits for the last chunk to be hashed;
+    leaving the ``with`` block stops the thread in any case.
     """
 
     BUFFERS = 4
-    #: Bytes written between two writeback starts.
-    WRITEBACK = 8 * CHUNK
 
-    def __init__(self, hashers: list, fd: int):
-        self.hashers, self.fd = hashers, fd
+    def __init__(self, hashers: list):
+        self.hashers = hashers
         self._free = queue.SimpleQueue()
         for _ in range(self.BUFFERS):
             self._free.put(bytearray(CHUNK))
@@ -797,13 +846,19 @@ class _Hashing:
         self._thread.start()
         return self
 
-    def __exit__(self, exc_type, *_) -> None:
-        self._written.put(None)
-        self._thread.join()
-        if exc_type is None:
-            if self._failure is not None:
-                raise self._failure
-            os.fsync(self.fd)
+    def __exit__(self, *_) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._thread.is_alive():
+            self._written.put(None)
+            self._thread.join()
+
+    def finish(self) -> None:
+        """Wait until every chunk added is hashed; raise what hashing raised, if anything."""
+        self._stop()
+        if self._failure is not None:
+            raise self._failure
 
     def free_buffer(self) -> bytearray:
         """A buffer the hashing thread is done with (waits while all are in use)."""
@@ -814,7 +869,6 @@ class _Hashing:
         self._written.put((buffer, length))
 
     def _run(self) -> None:
-        offset, started = 0, 0
         while (item := self._written.get()) is not None:
             buffer, length = item
             if self._failure is None:
@@ -822,10 +876,6 @@ class _Hashing:
                     view = memoryview(buffer)[:length]
                     for hasher in self.hashers:
                         hasher.update(view)
-                    offset += length
-                    if offset - started >= self.WRITEBACK:
-                        start_writeback(self.fd, started, offset - started)
-                        started = offset
                 except BaseException as e:  # noqa: BLE001 - raised in the writer's thread
                     self._failure = e
             self._free.put(buffer)

@@ -195,6 +195,7 @@ def test_replace_object(s3, bucket, server):
     s3.put_object(Bucket=bucket, Key="k", Body=one)
     s3.put_object(Bucket=bucket, Key="k", Body=two)
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == two
+    server[1].removals.wait()
     assert len(os.listdir(server[1].root / bucket)) == 1
 
 
@@ -216,6 +217,7 @@ def test_concurrent_puts_to_one_key_leave_one_whole_object(server, bucket):
     assert errors == []
     got = client(server[0]).get_object(Bucket=bucket, Key="contended")["Body"].read()
     assert got in bodies
+    server[1].removals.wait()
     assert len(os.listdir(server[1].root / bucket)) == 1
 
 

@@ -20,6 +20,8 @@ def put(store, bucket, key, data=b"x", **kw):
 
 
 def files(store, bucket):
+    """The bucket directory's files, once the store has removed the ones it let go of."""
+    store.removals.wait()
     return sorted(os.listdir(store.root / bucket))
 
 

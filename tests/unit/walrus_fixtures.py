@@ -70,7 +70,9 @@ def new_bucket(s3, **kwargs) -> str:
 
 
 def files_of(server, bucket: str) -> list[str]:
-    """The names of the files in ``bucket``'s directory (objects, parts, temp files)."""
+    """The names of the files in ``bucket``'s directory (objects, parts, temp files), once the
+    store has removed the ones it let go of."""
+    server[1].removals.wait()
     return sorted(os.listdir(server[1].root / bucket))
 
 

@@ -15,14 +15,19 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(4)}"
 
 
-#: Request ids need only be unique, not unguessable: drawn from a generator seeded once,
-#: without the system call (getrandom) that each draw of ``secrets`` makes.
-_request_ids = random.Random(secrets.randbits(128))
+#: Request ids and internal names need only be unique, not unguessable: drawn from a
+#: generator seeded once, without the system call (getrandom) that each draw of ``secrets`` makes.
+_unique = random.Random(secrets.randbits(128))
+
+
+def unique_hex(nbytes: int = 16) -> str:
+    """``2 * nbytes`` hex digits, unique in practice but guessable: for names nobody outside sees."""
+    return f"{_unique.getrandbits(8 * nbytes):0{2 * nbytes}x}"
 
 
 def new_request_id() -> str:
     """A request id: a UUID-shaped random string, as AWS returns in <requestId>."""
-    h = f"{_request_ids.getrandbits(128):032x}"
+    h = unique_hex(16)
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from eucacore.db import Store
-from eucacore.ids import now
+from eucacore.ids import now, unique_hex
 
 from .groupcommit import GroupCommit
 
@@ -496,11 +496,11 @@ class WalrusStore:
         """Commit what :meth:`write_temp` staged as ``bucket/key`` in one transaction (which also
         forgets multipart upload ``replaces_upload``, if given); a temp file is renamed into
         place first.  A replaced object's file is removed after the commit, by :attr:`removals`."""
-        directory = self.root / bucket
         if isinstance(staged, Inline):
             final = None
-            name = f"{INLINE_PREFIX}{secrets.token_hex(16)}"
+            name = f"{INLINE_PREFIX}{unique_hex(16)}"
         else:
+            directory = self.root / bucket
             final = directory / secrets.token_hex(16)
             name = final.name
             try:
@@ -520,8 +520,9 @@ class WalrusStore:
             if final:
                 os.unlink(final)
             raise
-        self.removals.remove(directory / name for name in ([old] if old else []) + parts
-                             if not name.startswith(INLINE_PREFIX))
+        if old or parts:
+            self.removals.remove(self.root / bucket / name for name in ([old] if old else []) + parts
+                                 if not name.startswith(INLINE_PREFIX))
         return info
 
     def _commit_object(self, info: ObjectInfo, replaces_upload: str | None,

@@ -2,7 +2,7 @@
 """Walrus against moto[server] and nginx: small objects, large streams, listing, memory.
 
 Usage:
-    python bench/bench_walrus.py                      # full run, about 6 minutes on 2 cores
+    python bench/bench_walrus.py                      # full run, about 7 minutes on 2 cores
     python bench/bench_walrus.py --quick              # smoke run with small counts
     python bench/bench_walrus.py --only walrus,nginx --big-gib 0.5
 
@@ -12,11 +12,13 @@ One run starts all three servers on free 127.0.0.1 ports, their data in one temp
           the CLC about the access key of every request, so the CLC's CPU gets a column
   moto    moto_server (it keeps objects in memory)
   nginx   the dav module: PUT writes a file (no fsync), GET sends it
-and then measures one server at a time:
+and then measures:
   * 4 KiB PUT and GET at concurrency 1 and 16, boto3 (one client per thread), after 320 of each unmeasured:
-    ops/s and server CPU ms per op
+    ops/s and server CPU ms per op.  Each phase is cut into 4 turns per server, the servers
+    taking turns, so that the host's slow and fast spells (it is a VM) fall on all of them alike
   * one 256 MiB PUT and GET over plain http.client (presigned URLs for the S3 servers),
-    so the client does no hashing or signing while the clock runs: MB/s (10^6 bytes)
+    so the client does no hashing or signing while the clock runs: MB/s (10^6 bytes), best of
+    3 turns per server
   * a paginated ListObjectsV2 of a bucket of 10,000 keys: seconds and server CPU seconds
   * Walrus's VmRSS before, and VmHWM (peak, reset first) after, a 2 GiB PUT and GET
 Server CPU is utime+stime of the server's process tree read from /proc, less the CPU
@@ -344,12 +346,35 @@ def run_threads(work, clients: list, items: list) -> None:
 
 #: Small PUTs and GETs sent (over all 16 clients) before the measured ones.
 WARM_UP = 320
+#: Turns each server takes in a small-op phase.
+ROUNDS = 4
 
 
-def small_ops(server: Server, idle: dict, opts) -> dict:
-    """4 KiB PUT then GET at concurrency 1 and 16, after a warm-up: ops/s and CPU ms per op."""
+def take_turns(servers: list, rounds: int, workload: str, failures: dict, turn) -> None:
+    """``turn(server, r)`` for r in range(rounds), each server once per round, the first of one
+    round going last in the next: the host's slow and fast spells (this is a VM) then fall on
+    every server alike.  A server whose turn fails is recorded in ``failures`` and sits out the
+    rest of ``workload``."""
+    for r in range(rounds):
+        k = r % len(servers)
+        for server in servers[k:] + servers[:k]:
+            if (workload, server.name) in failures:
+                continue
+            try:
+                turn(server, r)
+            except Exception as e:  # noqa: BLE001 - reported in the table, the others go on
+                failures[(workload, server.name)] = f"{type(e).__name__}: {e}"
+                traceback.print_exc(file=sys.stderr)
+
+
+def small_ops(servers: list, idle: dict, opts, failures: dict) -> dict:
+    """4 KiB PUT then GET at concurrency 1 and 16, after a warm-up: ops/s and CPU ms per op.
+
+    Each phase's operations are split into ROUNDS turns per server (see :func:`take_turns`).
+    ops/s counts a server's own turns; its CPU is metered over the whole phase, less its idle
+    rate, so work it does between turns (Walrus's usage reports) is counted too."""
     body = os.urandom(4 * KiB)
-    out = {}
+    clients: dict[str, list] = {}
 
     def put(client, key):
         client.put_object(Bucket=SMALL_BUCKET, Key=key, Body=body)
@@ -358,20 +383,35 @@ def small_ops(server: Server, idle: dict, opts) -> dict:
         if len(client.get_object(Bucket=SMALL_BUCKET, Key=key)["Body"].read()) != len(body):
             raise RuntimeError(f"GET {key}: short body")
 
-    clients = [server.new_client() for _ in range(16)]
-    server.create_bucket(clients[0], SMALL_BUCKET)
-    # Not measured: each server's first requests (connections, lazy imports and caches, the first
-    # key lookup) would be counted against the first phase alone.
-    warm = [f"warm/obj-{i:03d}" for i in range(WARM_UP)]
-    for work in (put, get):
-        run_threads(work, clients, warm)
+    def warm_up(server, _):
+        # Not measured: each server's first requests (connections, lazy imports and caches, the
+        # first key lookup) would be counted against the first phase alone.
+        clients[server.name] = [server.new_client() for _ in range(16)]
+        server.create_bucket(clients[server.name][0], SMALL_BUCKET)
+        warm = [f"warm/obj-{i:03d}" for i in range(WARM_UP)]
+        for work in (put, get):
+            run_threads(work, clients[server.name], warm)
+
+    take_turns(servers, 1, "small", failures, warm_up)
+    out = {}
     for c in (1, 16):
         keys = [f"c{c}/obj-{i:06d}" for i in range(opts.ops)]
         for op, work in (("put", put), ("get", get)):
-            with Meter(server.pids, idle) as m:
-                run_threads(work, clients[:c], keys)
-            out[f"{op}4k_c{c}_ops"] = {server.name: opts.ops / m.wall}
-            out[f"{op}4k_c{c}_cpu"] = {name: cpu * 1000 / opts.ops for name, cpu in m.cpu.items()}
+            walls = dict.fromkeys((s.name for s in servers), 0.0)
+
+            def turn(server, r):
+                started = time.monotonic()
+                run_threads(work, clients[server.name][:c], keys[r::ROUNDS])
+                walls[server.name] += time.monotonic() - started
+
+            pids = {name: pid for server in servers for name, pid in server.pids.items()}
+            with Meter(pids, idle) as m:
+                take_turns(servers, ROUNDS, "small", failures, turn)
+            for server in servers:
+                if ("small", server.name) not in failures:
+                    out.setdefault(f"{op}4k_c{c}_ops", {})[server.name] = opts.ops / walls[server.name]
+                    out.setdefault(f"{op}4k_c{c}_cpu", {}).update(
+                        {name: m.cpu[name] * 1000 / opts.ops for name in server.pids})
     return out
 
 
@@ -419,30 +459,58 @@ def http_get(url: str, size: int) -> None:
         conn.close()
 
 
-def large(server: Server, idle: dict, opts) -> dict:
-    """A large PUT then GET of the same object, ``--repeat`` times: the best MB/s (other work
-    on the machine only slows a run down) and the mean server CPU seconds per transfer."""
+def large(servers: list, idle: dict, opts, failures: dict) -> dict:
+    """A large PUT then GET of the same object, ``--repeat`` times per server, the servers taking
+    turns: the best MB/s (other work on the machine only slows a run down) and the mean server
+    CPU seconds per transfer."""
     size, key = opts.large_mib * MiB, "large.bin"
-    client = server.new_client()
-    server.create_bucket(client, LARGE_BUCKET)
-    urls = {op: server.url(client, op.upper(), LARGE_BUCKET, key) for op in ("put", "get")}
-    meters = {"put": [], "get": []}
-    for _ in range(opts.repeat):
+    urls, meters = {}, {}
+
+    def setup(server, _):
+        client = server.new_client()
+        server.create_bucket(client, LARGE_BUCKET)
+        urls[server.name] = {op: server.url(client, op.upper(), LARGE_BUCKET, key) for op in ("put", "get")}
+
+    def turn(server, _):
         for op, call in (("put", http_put), ("get", http_get)):
             with Meter(server.pids, idle) as m:
-                call(urls[op], size)
-            meters[op].append(m)
+                call(urls[server.name][op], size)
+            meters.setdefault((server.name, op), []).append(m)
+
+    take_turns(servers, 1, "large", failures, setup)
+    take_turns(servers, opts.repeat, "large", failures, turn)
     out = {}
-    for op, runs in meters.items():
-        out[f"{op}_mbs"] = {server.name: size / 1e6 / min(m.wall for m in runs)}
-        out[f"{op}_cpu"] = {name: sum(m.cpu[name] for m in runs) / len(runs) for name in server.pids}
+    for server in servers:
+        if ("large", server.name) in failures:
+            continue
+        for op in ("put", "get"):
+            runs = meters[(server.name, op)]
+            out.setdefault(f"{op}_mbs", {})[server.name] = size / 1e6 / min(m.wall for m in runs)
+            out.setdefault(f"{op}_cpu", {}).update(
+                {name: sum(m.cpu[name] for m in runs) / len(runs) for name in server.pids})
     return out
 
 
-def listing(server: Server, idle: dict, opts) -> dict:
-    """Fill a bucket with ``--list-keys`` keys, then time one paginated ListObjectsV2 of it."""
-    if not server.s3:
-        return {}
+def listing(servers: list, idle: dict, opts, failures: dict) -> dict:
+    """Per S3 server: fill a bucket with ``--list-keys`` keys, then time one paginated ListObjectsV2
+    of it.  One server after another: Walrus's listing costs a twentieth of moto's, far from the
+    target, so the host's spells do not matter here."""
+    return one_by_one([s for s in servers if s.s3], "listing", failures, lambda server: list_keys(server, idle, opts))
+
+
+def one_by_one(servers: list, workload: str, failures: dict, run) -> dict:
+    """``run(server)`` for each server in turn, merging the metrics it returns."""
+    out: dict = {}
+
+    def turn(server, _):
+        for metric, values in run(server).items():
+            out.setdefault(metric, {}).update(values)
+
+    take_turns(servers, 1, workload, failures, turn)
+    return out
+
+
+def list_keys(server: Server, idle: dict, opts) -> dict:
     clients = [server.new_client() for _ in range(16)]
     server.create_bucket(clients[0], LIST_BUCKET)
     keys = [f"dir{i % 10}/key-{i:06d}" for i in range(opts.list_keys)]
@@ -455,10 +523,13 @@ def listing(server: Server, idle: dict, opts) -> dict:
     return {"list_s": {server.name: m.wall}, "list_cpu": m.cpu}
 
 
-def peak_rss(server: Server, idle: dict, opts) -> dict:
+def peak_rss(servers: list, idle: dict, opts, failures: dict) -> dict:
     """Walrus's VmRSS, then its peak RSS over a ``--big-gib`` PUT and GET (VmHWM reset first)."""
-    if server.name != "walrus":
-        return {}
+    return one_by_one([s for s in servers if s.name == "walrus"], "rss", failures,
+                      lambda server: walrus_rss(server, opts))
+
+
+def walrus_rss(server: Server, opts) -> dict:
     size, key = int(opts.big_gib * GiB), "big.bin"
     client = server.new_client()
     put_url = server.url(client, "PUT", LARGE_BUCKET, key)
@@ -477,20 +548,15 @@ WORKLOADS = {"small": small_ops, "large": large, "listing": listing, "rss": peak
 # -- running and printing -------------------------------------------------------
 
 
-def bench_server(server: Server, opts, results: dict, failures: dict) -> None:
-    """Every workload against one server; a failed workload is recorded and the next one runs."""
-    idle = idle_rates(server.pids)
-    print(f"{server.name}: idle CPU " + ", ".join(f"{n} {r * 1000:.1f} ms/s" for n, r in idle.items()),
-          file=sys.stderr)
+def bench(servers: list, opts, results: dict, failures: dict) -> None:
+    """Every workload against all the servers; a failed workload is recorded and the run goes on."""
+    idle = idle_rates({name: pid for server in servers for name, pid in server.pids.items()})
+    print("idle CPU: " + ", ".join(f"{n} {r * 1000:.1f} ms/s" for n, r in idle.items()), file=sys.stderr)
     for workload, run in WORKLOADS.items():
         t0 = time.monotonic()
-        try:
-            for metric, values in run(server, idle, opts).items():
-                results.setdefault(metric, {}).update(values)
-        except Exception as e:  # noqa: BLE001 - reported in the table, the run goes on
-            failures[(workload, server.name)] = f"{type(e).__name__}: {e}"
-            traceback.print_exc(file=sys.stderr)
-        print(f"{server.name}: {workload} done in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+        for metric, values in run(servers, idle, opts, failures).items():
+            results.setdefault(metric, {}).update(values)
+        print(f"{workload} done in {time.monotonic() - t0:.1f} s", file=sys.stderr)
 
 
 def cell(row: Row, column: str, results: dict, failures: dict) -> str:
@@ -548,9 +614,9 @@ def notes(opts, failures: dict, load: tuple) -> str:
     lines = [f"small ops: {opts.ops} per phase, boto3 with one client per thread; large object {opts.large_mib} MiB "
              f"over http.client, best of {opts.repeat}; listing of {opts.list_keys} keys in pages of 1000; "
              f"big object {opts.big_gib} GiB.",
-             "server CPU = utime+stime of the process tree from /proc minus its idle rate; CLC (for Walrus) = "
-             "the CLC's CPU in the same Walrus phases, answering Walrus's key lookups (DescribeAccessKey) and "
-             "usage reports; 'w/ CLC' = ratio counting it too.",
+             "server CPU = utime+stime of the process tree from /proc minus its idle rate, over each whole "
+             "small-op phase (all servers' turns); CLC (for Walrus) = the CLC's CPU likewise, answering "
+             "Walrus's key lookups (DescribeAccessKey) and usage reports; 'w/ CLC' = ratio counting it too.",
              "Walrus fsyncs every object before answering; nginx's dav PUT does not fsync; "
              "moto keeps objects in memory.",
              f"MD5 (hashlib, one core) runs at {md5_mbs():.0f} MB/s here: the ceiling of Walrus's large PUT.",
@@ -587,8 +653,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-walrus-", dir=opts.tmpdir) as tmp, \
             contextlib.ExitStack() as servers:
         started = [servers.enter_context(STARTERS[name](Path(tmp))) for name in opts.servers]
-        for server in started:
-            bench_server(server, opts, results, failures)
+        bench(started, opts, results, failures)
     print(table(results, failures, opts.servers))
     print(notes(opts, failures, load))
     return 1 if failures else 0

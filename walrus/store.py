@@ -276,13 +276,16 @@ class _Remover:
         self._start = threading.Lock()
         self._thread = None
 
+    #: Seconds the thread waits for more work before it ends (the next removal starts another).
+    IDLE = 5.0
+
     def remove(self, paths) -> None:
         """Remove ``paths`` (any that are gone already are skipped) soon, in the remover thread."""
         handed = False
         for path in paths:
             self._paths.put(path)
             handed = True
-        if handed and self._thread is None:
+        if handed:
             with self._start:
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._run, name="walrus-remover", daemon=True)
@@ -294,7 +297,14 @@ class _Remover:
 
     def _run(self) -> None:
         while True:
-            path = self._paths.get()
+            try:
+                path = self._paths.get(timeout=self.IDLE)
+            except queue.Empty:
+                with self._start:  # remove() hands over before it looks here: nothing is stranded
+                    if self._paths.empty():
+                        self._thread = None
+                        return
+                continue
             try:
                 os.unlink(path)
             except FileNotFoundError:

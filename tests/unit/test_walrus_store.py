@@ -3,6 +3,7 @@
 import hashlib
 import io
 import os
+import time
 
 import pytest
 
@@ -71,6 +72,22 @@ def test_a_replaced_file_is_removed_after_the_answer_and_never_under_a_reader(st
     _, f = reopened.open_object("b1", "k")
     with f:
         assert f.read() == big(b"new")
+
+
+def test_the_remover_thread_ends_when_idle_and_a_later_removal_starts_another(store):
+    store.removals.IDLE = 0.05
+    first, second = store.root / "first", store.root / "second"
+    for path in (first, second):
+        path.write_bytes(b"x")
+    store.removals.remove([first])
+    store.removals.wait()
+    deadline = time.monotonic() + 5
+    while store.removals._thread is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store.removals._thread is None and not first.exists()
+    store.removals.remove([second])
+    store.removals.wait()
+    assert not second.exists()
 
 
 @pytest.mark.parametrize("size", ["inline", "file"])

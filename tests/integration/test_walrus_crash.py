@@ -246,9 +246,14 @@ class CompleteOperation(CopyOperation):
 def check_one_version(rig: Rig, key: str, old: Content, new: Content, what: str) -> Content:
     """After a restart: no temp file is left, the bucket directory holds exactly the files the
     database names, and GET, HEAD and the listing all show exactly ``old`` or exactly ``new``
-    under ``key``.  Returns the version served."""
+    under ``key``.  Returns the version served.  Without a restart, the files of what was
+    replaced may take a moment to go: Walrus removes them after it has answered."""
     assert not rig.temps(), f"{what}: temp files survived the restart"
-    assert set(os.listdir(rig.bucket_dir)) == rig.named_files(), f"{what}: files and rows disagree"
+
+    def disagreeing() -> set:
+        return set(os.listdir(rig.bucket_dir)) ^ rig.named_files()
+
+    assert poll_until(lambda: not disagreeing(), timeout=10), f"{what}: files and rows disagree: {disagreeing()}"
     s3 = rig.s3
     got = s3.get_object(Bucket=BUCKET, Key=key)
     body = got["Body"].read()

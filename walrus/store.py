@@ -278,6 +278,8 @@ class _Remover:
 
     #: Seconds the thread waits for more work before it ends (the next removal starts another).
     IDLE = 5.0
+    #: The thread's nice value: freeing space can wait while requests want both CPUs.
+    NICE = 10
 
     def remove(self, paths) -> None:
         """Remove ``paths`` (any that are gone already are skipped) soon, in the remover thread."""
@@ -296,6 +298,9 @@ class _Remover:
         self._paths.join()
 
     def _run(self) -> None:
+        # Housekeeping: let requests have the CPU first (Linux keeps a nice value per thread).
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.NICE)
         while True:
             try:
                 path = self._paths.get(timeout=self.IDLE)

@@ -90,6 +90,15 @@ def test_the_remover_thread_ends_when_idle_and_a_later_removal_starts_another(st
     assert not second.exists()
 
 
+def test_the_remover_thread_yields_the_cpu_to_requests(store):
+    (store.root / "gone").write_bytes(b"x")
+    store.removals.remove([store.root / "gone"])
+    store.removals.wait()
+    tid = store.removals._thread.native_id
+    nice = int(open(f"/proc/self/task/{tid}/stat").read().rsplit(")", 1)[1].split()[16])
+    assert nice == store.removals.NICE == 10 and os.getpriority(os.PRIO_PROCESS, 0) < nice
+
+
 @pytest.mark.parametrize("size", ["inline", "file"])
 def test_failed_verify_stores_nothing_and_keeps_old(store, size):
     store.create_bucket("b1", "111")

@@ -118,7 +118,7 @@ class Uploads:
             os.unlink(final)
             raise
         if old:
-            self.store.removals.remove([directory / old[0]])
+            self.store.remove_files(upload.bucket, [old[0]])
         return part
 
     def parts(self, upload_id: str, after: int = 0, limit: int = MAX_PARTS + 1) -> list[Part]:
@@ -138,7 +138,7 @@ class Uploads:
             conn.execute("DELETE FROM parts WHERE upload_id = ?", [upload.upload_id])
             if not conn.execute("DELETE FROM uploads WHERE upload_id = ?", [upload.upload_id]).rowcount:
                 raise st.NoSuchUpload(upload.upload_id)
-        self.store.removals.remove(self.store.root / upload.bucket / name for name in files)
+        self.store.remove_files(upload.bucket, files)
 
     def concatenate(self, upload: Upload, parts: list[Part]):
         """A fsynced temp file holding ``parts`` one after the other (copied in the kernel)."""

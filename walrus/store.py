@@ -271,27 +271,26 @@ class _Remover:
     behind is named by no row, so :meth:`WalrusStore.sweep` removes it at the next start.
     """
 
-    def __init__(self):
-        self._paths: queue.Queue = queue.Queue()
-        self._start = threading.Lock()
-        self._thread = None
-
     #: Seconds the thread waits for more work before it ends (the next removal starts another).
     IDLE = 5.0
     #: The thread's nice value: freeing space can wait while requests want both CPUs.
     NICE = 10
 
-    def remove(self, paths) -> None:
+    def __init__(self):
+        self._paths: queue.Queue = queue.Queue()
+        self._start = threading.Lock()
+        self._thread = None
+
+    def remove(self, paths: list) -> None:
         """Remove ``paths`` (any that are gone already are skipped) soon, in the remover thread."""
-        handed = False
+        if not paths:
+            return
         for path in paths:
             self._paths.put(path)
-            handed = True
-        if handed:
-            with self._start:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="walrus-remover", daemon=True)
-                    self._thread.start()
+        with self._start:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="walrus-remover", daemon=True)
+                self._thread.start()
 
     def wait(self) -> None:
         """Return once every path handed over so far is removed."""
@@ -535,10 +534,14 @@ class WalrusStore:
             if final:
                 os.unlink(final)
             raise
-        if old or parts:
-            self.removals.remove(self.root / bucket / name for name in ([old] if old else []) + parts
-                                 if not name.startswith(INLINE_PREFIX))
+        self.remove_files(bucket, [old, *parts])
         return info
+
+    def remove_files(self, bucket: str, names: list) -> None:
+        """Have :attr:`removals` remove the files ``names`` of ``bucket`` once nothing names them
+        (committed); None and inline ids, which have no file, are passed over."""
+        self.removals.remove([self.root / bucket / name for name in names
+                              if name and not name.startswith(INLINE_PREFIX)])
 
     def _commit_object(self, info: ObjectInfo, replaces_upload: str | None,
                        data: bytes | None) -> tuple[str | None, list]:
@@ -590,8 +593,8 @@ class WalrusStore:
             if row:
                 _usage(conn, owner[0], stored=-row[1])
                 conn.execute("DELETE FROM blobs WHERE id = ?", [row[0]])
-        if row and not row[0].startswith(INLINE_PREFIX):
-            self.removals.remove([self.root / bucket / row[0]])
+        if row:
+            self.remove_files(bucket, [row[0]])
 
     # ------------------------------------------------------------ usage
 

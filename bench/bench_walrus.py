@@ -393,6 +393,7 @@ def small_ops(servers: list, idle: dict, opts, failures: dict) -> dict:
             run_threads(work, clients[server.name], warm)
 
     take_turns(servers, 1, "small", failures, warm_up)
+    pids = {name: pid for server in servers for name, pid in server.pids.items()}
     out = {}
     for c in (1, 16):
         keys = [f"c{c}/obj-{i:06d}" for i in range(opts.ops)]
@@ -404,7 +405,6 @@ def small_ops(servers: list, idle: dict, opts, failures: dict) -> dict:
                 run_threads(work, clients[server.name][:c], keys[r::ROUNDS])
                 walls[server.name] += time.monotonic() - started
 
-            pids = {name: pid for server in servers for name, pid in server.pids.items()}
             with Meter(pids, idle) as m:
                 take_turns(servers, ROUNDS, "small", failures, turn)
             for server in servers:

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from eucacore import httpserver
-from eucacore.httpserver import MAX_DRAIN
+from eucacore.httpserver import EARLY_CONTINUE, MAX_DRAIN
 
 
 def digest_app(environ, start_response):
@@ -182,8 +182,35 @@ def test_expect_100_continue_in_any_case_is_answered_before_the_body(client):
     assert status == 200 and answer.startswith(b"5000 ")
 
 
+def expecting(path: str, length: int) -> bytes:
+    """A PUT head that declares ``length`` body bytes and waits for 100 Continue before sending them."""
+    return put(path, b"", "Expect: 100-continue").replace(b"Content-Length: 0", f"Content-Length: {length}".encode())
+
+
+def test_expect_100_continue_for_a_short_body_is_sent_before_the_app_runs(server, client):
+    body = os.urandom(EARLY_CONTINUE)
+    started = time.monotonic()
+    client.send(expecting("/slow", len(body)))
+    assert client.response()[0] == 100
+    assert time.monotonic() - started < 0.9  # slow_app takes 1 s before it answers
+    client.send(body)
+    status, _, answer = client.response()
+    assert (status, answer) == (200, b"done") and server.entered.is_set()
+    client.send(put("/after", b"next"))  # the body slow_app never read was drained: the connection goes on
+    assert client.response()[2].startswith(b"4 ")
+
+
+def test_expect_100_continue_refused_short_upload_is_read_and_the_connection_kept(client):
+    client.send(expecting("/refuse", 1000))
+    assert client.response()[0] == 100
+    client.send(b"x" * 1000 + put("/after", b"next"))
+    assert client.response()[:1] == (400,)
+    assert client.response()[2].startswith(b"4 ")
+
+
 def test_expect_100_continue_refused_upload_is_answered_without_the_body_and_closed(client):
-    client.send(put("/refuse", b"", "Expect: 100-continue").replace(b"Content-Length: 0", b"Content-Length: 99999"))
+    assert 99999 > EARLY_CONTINUE  # a body this long waits for the app's first read
+    client.send(expecting("/refuse", 99999))
     status, headers, answer = client.response()
     assert (status, answer, headers["connection"]) == (400, b"refused", "close")
     assert client.closed()

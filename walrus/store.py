@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import hashlib
 import io
+import itertools
 import json
 import logging
 import os
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from eucacore.db import Store
-from eucacore.ids import now, unique_hex
+from eucacore.ids import now
 
 from .groupcommit import GroupCommit
 
@@ -194,7 +195,34 @@ def _migration_3(db):
         PRIMARY KEY (upload_id, part_number)) WITHOUT ROWID""")
 
 
-MIGRATIONS = [_migration_1, _migration_2, _migration_3]
+def _migration_4(db):
+    """Two pages fewer in each small PUT's commit: inline blobs keyed by rowid (no index of text
+    ids beside the table), and the usage outbox without AUTOINCREMENT (no sqlite_sequence row to
+    update).  An inline object's ``file`` becomes ``inline:<rowid>``.  The outbox's seqs must
+    still never repeat (the CLC counts each (source, seq) once), so its high-water mark moves to
+    meta ``usage_seq``, which :meth:`WalrusStore.forget_usage` keeps."""
+    db.execute("CREATE TABLE blobs_by_rowid (id INTEGER PRIMARY KEY, data BLOB NOT NULL)")
+    db.execute("INSERT INTO blobs_by_rowid (id, data) SELECT rowid, data FROM blobs")
+    db.execute(f"UPDATE objects SET file = '{INLINE_PREFIX}' || (SELECT rowid FROM blobs WHERE blobs.id = objects.file) "
+               "WHERE file IN (SELECT id FROM blobs)")
+    db.execute("DROP TABLE blobs")
+    db.execute("ALTER TABLE blobs_by_rowid RENAME TO blobs")
+    high = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'usage_outbox'").fetchone()
+    db.execute("INSERT INTO meta (name, value) VALUES ('usage_seq', ?)", [str(high[0] if high else 0)])
+    db.execute("""CREATE TABLE usage_outbox_new (
+        seq INTEGER PRIMARY KEY,
+        account_id TEXT NOT NULL,
+        time REAL NOT NULL,
+        stored_delta INTEGER NOT NULL DEFAULT 0,
+        buckets_delta INTEGER NOT NULL DEFAULT 0,
+        bytes_in INTEGER NOT NULL DEFAULT 0,
+        bytes_out INTEGER NOT NULL DEFAULT 0)""")
+    db.execute("INSERT INTO usage_outbox_new SELECT * FROM usage_outbox")
+    db.execute("DROP TABLE usage_outbox")
+    db.execute("ALTER TABLE usage_outbox_new RENAME TO usage_outbox")
+
+
+MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4]
 
 #: What a bucket's directory may be called (the bucket naming rules); sweep leaves anything else.
 _BUCKET_DIRECTORY = re.compile(r"^[a-z0-9][a-z0-9._-]{2,254}$")
@@ -206,10 +234,17 @@ OBJECT_COLUMNS = ("bucket, key, size, etag, last_modified, content_type, metadat
 LISTED_COLUMNS = "key, size, etag, last_modified, owner, checksum_algorithm"
 
 
-def _usage(conn, account_id: str, *, stored: int = 0, buckets: int = 0, bytes_in: int = 0,
+def _usage(conn, seqs, account_id: str, *, stored: int = 0, buckets: int = 0, bytes_in: int = 0,
            bytes_out: int = 0) -> None:
-    conn.execute("INSERT INTO usage_outbox (account_id, time, stored_delta, buckets_delta, bytes_in, "
-                 "bytes_out) VALUES (?, ?, ?, ?, ?, ?)", [account_id, now(), stored, buckets, bytes_in, bytes_out])
+    """Add a usage event to the outbox, in ``conn``'s transaction, with the next of ``seqs``."""
+    conn.execute("INSERT INTO usage_outbox (seq, account_id, time, stored_delta, buckets_delta, bytes_in, "
+                 "bytes_out) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 [next(seqs), account_id, now(), stored, buckets, bytes_in, bytes_out])
+
+
+def _blob_id(file: str) -> int | None:
+    """The ``blobs`` rowid of an inline object's ``file``; None for an object in a file."""
+    return int(file[len(INLINE_PREFIX):]) if file.startswith(INLINE_PREFIX) else None
 
 
 def key_successor(prefix: str) -> str | None:
@@ -327,6 +362,7 @@ class WalrusStore:
         self.root = Path(storage_dir)
         self.root.mkdir(parents=True, exist_ok=True)
         self.store = Store(db_path, MIGRATIONS)
+        self._usage_seqs = itertools.count(self._usage_high_water() + 1)  # taken in write transactions
         self._objects_committer = GroupCommit(self._write)
         self._buckets = _KeptBuckets()
         self._transfer_lock = threading.Lock()
@@ -388,7 +424,7 @@ class WalrusStore:
         for name in buckets:
             (self.root / name).mkdir(exist_ok=True)
         with self._write() as conn:
-            conn.execute("DELETE FROM blobs WHERE id NOT IN (SELECT file FROM objects)")
+            conn.execute(f"DELETE FROM blobs WHERE '{INLINE_PREFIX}' || id NOT IN (SELECT file FROM objects)")
 
     def create_bucket(self, name: str, owner: str, max_buckets: int = -1, *, acl: dict | None = None,
                       location: str | None = None) -> Bucket:
@@ -404,7 +440,7 @@ class WalrusStore:
             bucket = Bucket(name, owner, now(), acl, location)
             conn.execute("INSERT INTO buckets (name, owner, created, acl, location) VALUES (?, ?, ?, ?, ?)",
                          [bucket.name, bucket.owner, bucket.created, _json(acl), location])
-            _usage(conn, owner, buckets=1)
+            _usage(conn, self._usage_seqs, owner, buckets=1)
             (self.root / name).mkdir(exist_ok=True)
         return bucket
 
@@ -457,7 +493,7 @@ class WalrusStore:
                          "(SELECT upload_id FROM uploads WHERE bucket = ?)", [name])
             conn.execute("DELETE FROM uploads WHERE bucket = ?", [name])
             conn.execute("DELETE FROM buckets WHERE name = ?", [name])
-            _usage(conn, row[0], buckets=-1)
+            _usage(conn, self._usage_seqs, row[0], buckets=-1)
         shutil.rmtree(self.root / name, ignore_errors=True)
 
     # ------------------------------------------------------------ objects
@@ -512,7 +548,7 @@ class WalrusStore:
         place first.  A replaced object's file is removed after the commit, by :attr:`removals`."""
         if isinstance(staged, Inline):
             final = None
-            name = f"{INLINE_PREFIX}{unique_hex(16)}"
+            name = INLINE_PREFIX  # the commit adds its blob's rowid
         else:
             directory = self.root / bucket
             final = directory / secrets.token_hex(16)
@@ -546,7 +582,8 @@ class WalrusStore:
     def _commit_object(self, info: ObjectInfo, replaces_upload: str | None,
                        data: bytes | None) -> tuple[str | None, list]:
         """Commit an object's rows (with concurrent PUTs' in one transaction); (replaced file, part files)."""
-        return self._objects_committer.run(lambda conn: _object_rows(conn, info, replaces_upload, data))
+        return self._objects_committer.run(lambda conn: _object_rows(conn, self._usage_seqs, info,
+                                                                     replaces_upload, data))
 
     def head_object(self, bucket: str, key: str) -> ObjectInfo:
         """The object's metadata; NoSuchBucket, NoSuchKey."""
@@ -562,12 +599,18 @@ class WalrusStore:
 
         The file stays readable even if the object is replaced meanwhile.
         """
-        for _ in range(5):  # a concurrent replace may remove the bytes between row and open
-            info = self.head_object(bucket, key)
+        for _ in range(5):  # a concurrent replace may remove the file between row and open
+            row = self.db.execute(f"SELECT {OBJECT_COLUMNS}, b.data FROM objects o LEFT JOIN blobs b "
+                                  f"ON o.file LIKE '{INLINE_PREFIX}%' AND b.id = CAST(substr(o.file, "
+                                  f"{len(INLINE_PREFIX) + 1}) AS INTEGER) WHERE o.bucket = ? AND o.key = ?",
+                                  [bucket, key]).fetchone()
+            if row is None:
+                self.get_bucket(bucket)
+                raise NoSuchKey(key)
+            info = _object_info(row[:-1])
             if info.file.startswith(INLINE_PREFIX):
-                row = self.db.execute("SELECT data FROM blobs WHERE id = ?", [info.file]).fetchone()
-                if row:
-                    return info, io.BytesIO(row[0])
+                if row[-1] is not None:
+                    return info, io.BytesIO(row[-1])
                 continue
             try:
                 return info, open(self.root / bucket / info.file, "rb")
@@ -591,8 +634,8 @@ class WalrusStore:
                                [bucket, key]).fetchone()
             conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", [bucket, key])
             if row:
-                _usage(conn, owner[0], stored=-row[1])
-                conn.execute("DELETE FROM blobs WHERE id = ?", [row[0]])
+                _usage(conn, self._usage_seqs, owner[0], stored=-row[1])
+                conn.execute("DELETE FROM blobs WHERE id = ?", [_blob_id(row[0])])
         if row:
             self.remove_files(bucket, [row[0]])
 
@@ -619,15 +662,24 @@ class WalrusStore:
         if counted:
             with self._write() as conn:
                 for account_id, sent in counted.items():
-                    _usage(conn, account_id, bytes_out=sent)
+                    _usage(conn, self._usage_seqs, account_id, bytes_out=sent)
         rows = self.db.execute("SELECT seq, account_id, time, stored_delta, buckets_delta, bytes_in, bytes_out "
                                "FROM usage_outbox ORDER BY seq LIMIT ?", [limit])
         names = ("seq", "account_id", "time", "stored_delta", "buckets_delta", "bytes_in", "bytes_out")
         return [dict(zip(names, row)) for row in rows]
 
     def forget_usage(self, up_to_seq: int) -> None:
+        """Drop the events the CLC has stored, keeping their high-water mark: the outbox may be
+        left empty, and the next start must not hand out a seq the CLC already has."""
         with self._write() as conn:
             conn.execute("DELETE FROM usage_outbox WHERE seq <= ?", [up_to_seq])
+            conn.execute("UPDATE meta SET value = ? WHERE name = 'usage_seq' AND CAST(value AS INTEGER) < ?",
+                         [str(up_to_seq), up_to_seq])
+
+    def _usage_high_water(self) -> int:
+        """The highest usage seq handed out before this start: in the outbox, or forgotten."""
+        return self.db.execute("SELECT max(coalesce((SELECT max(seq) FROM usage_outbox), 0), "
+                               "(SELECT CAST(value AS INTEGER) FROM meta WHERE name = 'usage_seq'))").fetchone()[0]
 
     def list_objects(self, bucket: str, *, prefix: str = "", delimiter: str = "",
                      start_after: str = "", max_keys: int = 1000) -> "Listing":
@@ -763,10 +815,11 @@ def _digests(chunks, hashers: dict) -> Digests:
     return Digests(size, md5.digest(), {name: h.digest() for name, h in hashers.items()})
 
 
-def _object_rows(conn, info: ObjectInfo, replaces_upload: str | None,
+def _object_rows(conn, seqs, info: ObjectInfo, replaces_upload: str | None,
                  data: bytes | None) -> tuple[str | None, list]:
     """Write an object's rows in ``conn``'s transaction; (the file it replaces, the part files it
-    frees).  NoSuchBucket, NoSuchUpload."""
+    frees).  ``data``: the bytes of an inline object, whose ``info.file`` is set here to name its
+    new ``blobs`` row.  NoSuchBucket, NoSuchUpload."""
     found = conn.execute("SELECT b.owner, o.file, o.size FROM buckets b LEFT JOIN objects o "
                          "ON o.bucket = b.name AND o.key = ? WHERE b.name = ?", [info.key, info.bucket]).fetchone()
     if not found:
@@ -780,10 +833,12 @@ def _object_rows(conn, info: ObjectInfo, replaces_upload: str | None,
         if not conn.execute("DELETE FROM uploads WHERE upload_id = ?", [replaces_upload]).rowcount:
             raise NoSuchUpload(replaces_upload)
     if old_file and old_file.startswith(INLINE_PREFIX):
-        conn.execute("DELETE FROM blobs WHERE id = ?", [old_file])
+        conn.execute("DELETE FROM blobs WHERE id = ?", [_blob_id(old_file)])
     if data is not None:
-        conn.execute("INSERT INTO blobs (id, data) VALUES (?, ?)", [info.file, data])
-    _usage(conn, owner, stored=info.size - (old_size or 0), bytes_in=info.size)
+        # A rowid may come again once its row is gone: readers take an object's row and its
+        # blob in one statement (open_object), never the id first and the blob later.
+        info.file = f"{INLINE_PREFIX}{conn.execute('INSERT INTO blobs (data) VALUES (?)', [data]).lastrowid}"
+    _usage(conn, seqs, owner, stored=info.size - (old_size or 0), bytes_in=info.size)
     conn.execute(
         f"INSERT OR REPLACE INTO objects ({OBJECT_COLUMNS}) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -236,7 +236,7 @@ def test_sweep_removes_crash_leftovers(tmp_path):
     store.create_bucket("b1", "111")
     put(store, "b1", "k", big(b"kept"))
     put(store, "b1", "small", b"inline")
-    store.db.execute("INSERT INTO blobs (id, data) VALUES ('inline:orphan', x'00')")
+    store.db.execute("INSERT INTO blobs (data) VALUES (x'00')")
     (store.root / "b1" / ".tmp-deadbeef").write_bytes(b"partial")
     (store.root / "b1" / ("0" * 32)).write_bytes(b"renamed, never committed")
     (store.root / "gone").mkdir()  # a deleted bucket's directory
@@ -250,6 +250,64 @@ def test_sweep_removes_crash_leftovers(tmp_path):
     _, f = reopened.open_object("b1", "k")
     with f:
         assert f.read() == big(b"kept")
+
+
+def read(store, bucket, key) -> tuple:
+    info, f = store.open_object(bucket, key)
+    with f:
+        return info.etag, f.read()
+
+
+def etag(data: bytes) -> str:
+    return f'"{hashlib.md5(data).hexdigest()}"'
+
+
+def test_an_inline_rowid_that_comes_again_is_read_with_its_own_object(store):
+    store.create_bucket("b1", "111")
+    first = put(store, "b1", "a", b"first").file
+    store.delete_object("b1", "a")
+    assert put(store, "b1", "b", b"second").file == first  # SQLite hands the newest rowid out again
+    assert read(store, "b1", "b") == (etag(b"second"), b"second")
+    with pytest.raises(st.NoSuchKey):
+        store.open_object("b1", "a")
+    put(store, "b1", "b", b"third")  # a replace frees the old row and takes the same rowid again
+    assert read(store, "b1", "b") == (etag(b"third"), b"third") and blobs(store) == 1
+
+
+def test_usage_seqs_never_repeat_once_the_outbox_is_drained(tmp_path):
+    store = WalrusStore(tmp_path / "bukkits", tmp_path / "walrus.db")
+    store.create_bucket("b1", "111")
+    put(store, "b1", "k", b"x")
+    seqs = [e["seq"] for e in store.pending_usage()]
+    store.forget_usage(seqs[-1])
+    store.forget_usage(1)  # an older acknowledgement does not lower the mark
+    assert store.pending_usage() == []
+    reopened = WalrusStore(tmp_path / "bukkits", tmp_path / "walrus.db")
+    put(reopened, "b1", "k2", b"y")
+    assert [e["seq"] for e in reopened.pending_usage()] == [seqs[-1] + 1]
+
+
+def test_migration_4_keys_blobs_by_rowid_and_keeps_the_usage_high_water_mark(tmp_path):
+    """A database of the third schema: inline blobs under random text ids, an outbox drained
+    after seq 7 (AUTOINCREMENT's sqlite_sequence remembers it) with one event left at 9."""
+    old = st.Store(tmp_path / "walrus.db", st.MIGRATIONS[:3])
+    old.db.execute("INSERT INTO buckets (name, owner, created) VALUES ('b1', '111', 0)")
+    for key, blob in (("a", "inline:9f1c"), ("b", "inline:03aa")):
+        old.db.execute("INSERT INTO blobs (id, data) VALUES (?, ?)", [blob, key.encode() * 3])
+        old.db.execute("INSERT INTO objects (bucket, key, file, size, etag, content_type, metadata, headers, "
+                       "last_modified, owner) VALUES ('b1', ?, ?, 3, ?, 'text/plain', '{}', '{}', 0, '111')",
+                       [key, blob, etag(key.encode() * 3)])
+    old.db.execute("INSERT INTO usage_outbox (seq, account_id, time, stored_delta) VALUES (7, '111', 0, 1)")
+    old.db.execute("DELETE FROM usage_outbox")
+    old.db.execute("INSERT INTO usage_outbox (seq, account_id, time, stored_delta) VALUES (5, '111', 0, 2)")
+    old.db.conn.commit()
+    store = WalrusStore(tmp_path / "bukkits", tmp_path / "walrus.db")
+    assert read(store, "b1", "a") == (etag(b"aaa"), b"aaa") and read(store, "b1", "b") == (etag(b"bbb"), b"bbb")
+    assert {store.head_object("b1", k).file for k in "ab"} == {"inline:1", "inline:2"}
+    assert [e["seq"] for e in store.pending_usage()] == [5]
+    put(store, "b1", "c", b"c")
+    assert [e["seq"] for e in store.pending_usage()] == [5, 8]
+    assert store.db.execute("SELECT count(*) FROM sqlite_master WHERE sql LIKE '%AUTOINCREMENT%'").fetchone()[0] == 0
 
 
 def test_the_kept_bucket_rows_follow_every_change_of_a_bucket(store):

@@ -139,18 +139,17 @@ def _migration_1(db):
         PRIMARY KEY (bucket, key)) WITHOUT ROWID""")
 
 
+#: The usage outbox's columns besides its seq (migrations 2 and 4 make the table).
+_USAGE_EVENT_COLUMNS = ("account_id TEXT NOT NULL, time REAL NOT NULL, stored_delta INTEGER NOT NULL DEFAULT 0, "
+                        "buckets_delta INTEGER NOT NULL DEFAULT 0, bytes_in INTEGER NOT NULL DEFAULT 0, "
+                        "bytes_out INTEGER NOT NULL DEFAULT 0")
+
+
 def _migration_2(db):
     """Usage for billing: each change of an account's stored bytes and bucket count, written in
     the transaction that makes the change, and transfer; sent to the CLC, then forgotten.
     ``source`` names this store to the CLC, which counts each (source, seq) once."""
-    db.execute("""CREATE TABLE usage_outbox (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        account_id TEXT NOT NULL,
-        time REAL NOT NULL,
-        stored_delta INTEGER NOT NULL DEFAULT 0,
-        buckets_delta INTEGER NOT NULL DEFAULT 0,
-        bytes_in INTEGER NOT NULL DEFAULT 0,
-        bytes_out INTEGER NOT NULL DEFAULT 0)""")
+    db.execute(f"CREATE TABLE usage_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, {_USAGE_EVENT_COLUMNS})")
     db.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
     db.execute("INSERT INTO meta (name, value) VALUES ('source', ?)", [f"walrus-{secrets.token_hex(8)}"])
 
@@ -209,14 +208,7 @@ def _migration_4(db):
     db.execute("ALTER TABLE blobs_by_rowid RENAME TO blobs")
     high = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'usage_outbox'").fetchone()
     db.execute("INSERT INTO meta (name, value) VALUES ('usage_seq', ?)", [str(high[0] if high else 0)])
-    db.execute("""CREATE TABLE usage_outbox_new (
-        seq INTEGER PRIMARY KEY,
-        account_id TEXT NOT NULL,
-        time REAL NOT NULL,
-        stored_delta INTEGER NOT NULL DEFAULT 0,
-        buckets_delta INTEGER NOT NULL DEFAULT 0,
-        bytes_in INTEGER NOT NULL DEFAULT 0,
-        bytes_out INTEGER NOT NULL DEFAULT 0)""")
+    db.execute(f"CREATE TABLE usage_outbox_new (seq INTEGER PRIMARY KEY, {_USAGE_EVENT_COLUMNS})")
     db.execute("INSERT INTO usage_outbox_new SELECT * FROM usage_outbox")
     db.execute("DROP TABLE usage_outbox")
     db.execute("ALTER TABLE usage_outbox_new RENAME TO usage_outbox")

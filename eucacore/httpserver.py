@@ -20,7 +20,6 @@ import email.utils
 import functools
 import logging
 import queue
-import select
 import socket
 import struct
 import sys
@@ -45,7 +44,7 @@ MAX_HEAD = 64 * 1024
 SOCKET = "eucalyptus.socket"
 _RECV = 64 * 1024
 _SEND = 1024 * 1024
-#: How often a connection waiting for its next request looks whether the server stops.
+#: How often the accepting thread, waiting for a free connection slot, looks whether the server stops.
 _IDLE_TICK = 0.5
 #: How long a connection closed with request bytes unread keeps reading (and discarding) them,
 #: so that the client gets the answer instead of a reset.
@@ -72,7 +71,7 @@ class _Input:
     def buffered(self) -> int:
         return len(self.buf) - self.pos
 
-    def _fill(self) -> bool:
+    def fill(self) -> bool:
         """Receive more (one ``recv``); False at the end of the stream."""
         data = self.sock.recv(_RECV)
         if not data:
@@ -97,7 +96,7 @@ class _Input:
             newline = self.buf.find(b"\n", self.pos)
             if newline >= 0 and (newline == self.pos or self.buf[newline - 1] != 13):
                 raise BadRequest("400 Bad Request", "HTTP requires CRLF terminators")
-            if not self._fill():
+            if not self.fill():
                 if self.buffered():
                     raise BadRequest("400 Bad Request", "the request head ended early")
                 return None
@@ -112,7 +111,7 @@ class _Input:
                 return line
             if self.buffered() > MAX_HEAD:
                 raise ValueError("chunk size or trailer line too long")
-            if not self._fill():
+            if not self.fill():
                 line = self.buf[self.pos:]
                 self.pos = len(self.buf)
                 return line
@@ -310,8 +309,9 @@ class _Connection:
         self.remote = (str(address[0]), str(address[1])) if isinstance(address, tuple) else ("", "")
         self.input = _Input(sock)
         self._continue_pending = False
-        self._poller = select.poll()
-        self._poller.register(sock, select.POLLIN)
+        #: True while the connection waits for its next request: :meth:`Server.stop` then
+        #: shuts its receiving side, which ends that wait at once.
+        self.idle = False
 
     # -- the connection
 
@@ -327,16 +327,19 @@ class _Connection:
             self.server.forget(self)
 
     def _next_request_arrives(self) -> bool:
-        """Wait (up to the server's timeout) for the next request; False on stop or timeout."""
+        """Wait for the next request's first bytes; False when the peer closed or the server
+        stops.  The wait is one blocking ``recv``: the socket's receive timeout (the server's
+        timeout) ends it with EAGAIN, an OSError that closes the connection, and :meth:`Server.stop`
+        ends it by shutting the receiving side of an idle connection."""
         if self.input.buffered():
             return not self.server.stopping
-        deadline = time.monotonic() + self.server.timeout
-        while not self.server.stopping:
-            if self._poller.poll(_IDLE_TICK * 1000):
-                return True
-            if time.monotonic() > deadline:
-                return False
-        return False
+        self.idle = True
+        try:
+            # Set before stopping is read, and stop sets stopping before it reads idle: either
+            # this sees the stop, or the stop sees this wait and shuts the socket's receiving side.
+            return not self.server.stopping and self.input.fill()
+        finally:
+            self.idle = False
 
     def _one_request(self) -> bool:
         """Read, answer and finish one request; True when the connection stays open."""
@@ -630,6 +633,10 @@ class Server:
         deadline = time.monotonic() + self.shutdown_timeout
         with self._lock:
             threads = list(self._connections.items())
+        for conn, _ in threads:
+            if conn.idle:  # waiting for a next request: that wait ends now (see _next_request_arrives)
+                with contextlib.suppress(OSError):
+                    conn.sock.shutdown(socket.SHUT_RD)
         for conn, thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():

@@ -627,7 +627,9 @@ class WalrusStore:
             conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", [bucket, key])
             if row:
                 _usage(conn, self._usage_seqs, owner[0], stored=-row[1])
-                conn.execute("DELETE FROM blobs WHERE id = ?", [_blob_id(row[0])])
+                blob = _blob_id(row[0])
+                if blob is not None:
+                    conn.execute("DELETE FROM blobs WHERE id = ?", [blob])
         if row:
             self.remove_files(bucket, [row[0]])
 
@@ -824,8 +826,9 @@ def _object_rows(conn, seqs, info: ObjectInfo, replaces_upload: str | None,
         conn.execute("DELETE FROM parts WHERE upload_id = ?", [replaces_upload])
         if not conn.execute("DELETE FROM uploads WHERE upload_id = ?", [replaces_upload]).rowcount:
             raise NoSuchUpload(replaces_upload)
-    if old_file and old_file.startswith(INLINE_PREFIX):
-        conn.execute("DELETE FROM blobs WHERE id = ?", [_blob_id(old_file)])
+    old_blob = _blob_id(old_file) if old_file else None
+    if old_blob is not None:
+        conn.execute("DELETE FROM blobs WHERE id = ?", [old_blob])
     if data is not None:
         # A rowid may come again once its row is gone: readers take an object's row and its
         # blob in one statement (open_object), never the id first and the blob later.

@@ -65,7 +65,9 @@ class RequestLog:
     """Middleware: gives each request an id and logs one line when it is answered.
 
     A request id arriving from another component (on a mutual-TLS port only) is
-    kept, so one id follows a request from the CLC to the CC to the NC.
+    kept, so one id follows a request from the CLC to the CC to the NC.  The answer
+    goes on as a :class:`_LoggedAnswer`, which keeps the app's ``file_range`` in sight
+    of the server (see :class:`eucacore.httpserver.FileRange`).
     """
 
     def __init__(self, app, name: str, trust_incoming_id: bool):
@@ -75,24 +77,59 @@ class RequestLog:
         incoming = environ.get(_REQUEST_ID_ENVIRON) if self.trust_incoming_id else None
         rid = incoming or new_request_id()
         environ["eucalyptus.request_id"] = rid
-        token = current_request_id.set(rid)
-        started = time.monotonic()
-        status_holder = {}
+        answer = _LoggedAnswer(self.name, environ, current_request_id.set(rid))
 
         def _start(status, headers, exc_info=None):
-            status_holder["status"] = status.split(" ", 1)[0]
+            answer.status = status.split(" ", 1)[0]
             return start_response(status, headers + [(REQUEST_ID_HEADER, rid)], exc_info)
 
-        sent = 0
         try:
-            for chunk in self.app(environ, _start):
-                sent += len(chunk)
+            answer.body = self.app(environ, _start)
+        except BaseException:
+            answer.close()
+            raise
+        return answer
+
+
+class _LoggedAnswer:
+    """An app's answer on its way out through :class:`RequestLog`: counts the bytes sent and
+    writes the request's line once, when the answer has been iterated to its end or closed."""
+
+    def __init__(self, name: str, environ: dict, token):
+        self.name, self.environ, self.token = name, environ, token
+        self.started = time.monotonic()
+        self.status, self.body, self.sent, self.logged = "-", (), 0, False
+
+    @property
+    def file_range(self):
+        """The app's :class:`~eucacore.httpserver.FileRange`, if its answer is one."""
+        return getattr(self.body, "file_range", None)
+
+    def __iter__(self):
+        try:
+            for chunk in self.body:
+                self.sent += len(chunk)
                 yield chunk
         finally:
-            _write_access(f"{self.name} {rid} {environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')} "
-                          f"{status_holder.get('status', '-')} {sent} {(time.monotonic() - started) * 1000:.1f}ms "
+            self.close()
+
+    def close(self) -> None:
+        if self.logged:
+            return
+        self.logged = True
+        try:
+            close = getattr(self.body, "close", None)
+            if close:
+                close()
+        finally:
+            file_range = self.file_range
+            sent = self.sent + (file_range.sent if file_range is not None else 0)
+            environ = self.environ
+            _write_access(f"{self.name} {environ['eucalyptus.request_id']} {environ.get('REQUEST_METHOD')} "
+                          f"{environ.get('PATH_INFO')} {self.status} {sent} "
+                          f"{(time.monotonic() - self.started) * 1000:.1f}ms "
                           f"peer={environ.get(PEER_KIND) or environ.get('REMOTE_ADDR')}")
-            current_request_id.reset(token)
+            current_request_id.reset(self.token)
 
 
 def _log_access(line: str) -> None:

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from urllib.parse import unquote
 
 from eucacore.awsapi.errors import AWSError
+from eucacore.httpserver import FileRange
 
 from . import acl, checksums
 from . import store as st
@@ -217,26 +218,6 @@ def parse_copy_range(text: str | None, size: int):
     return int(first), int(last) - int(first) + 1
 
 
-class FileChunks:
-    """A WSGI body: ``length`` bytes of an open file from ``offset``, 1 MiB at a time."""
-
-    def __init__(self, file, offset: int, length: int):
-        self.file, self.offset, self.length = file, offset, length
-
-    def __iter__(self):
-        self.file.seek(self.offset)
-        left = self.length
-        while left > 0:
-            chunk = self.file.read(min(st.CHUNK, left))
-            if not chunk:
-                break
-            left -= len(chunk)
-            yield chunk
-
-    def close(self):
-        self.file.close()
-
-
 def refuse_conditional_write(req: dict) -> None:
     """NotImplemented for S3's conditional writes (If-Match, If-None-Match on a write): honouring
     them needs a compare-and-commit in the store, and ignoring them would overwrite silently."""
@@ -305,7 +286,7 @@ class ObjectHandlers:
             raise
         first, last = span if span else (0, info.size - 1)
         output["ContentLength"] = last - first + 1
-        output["Body"] = FileChunks(file, first, last - first + 1)
+        output["Body"] = FileRange(file, first, last - first + 1)
         self.store.record_transfer(self.store.get_bucket(info.bucket).owner, output["ContentLength"])
         return output
 

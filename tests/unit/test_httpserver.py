@@ -1,7 +1,9 @@
 """eucacore.httpserver over real loopback sockets: keep-alive, 100-continue, chunked bodies,
-bodies left unread, bad request heads, answers of unknown length, errors and stopping."""
+bodies left unread, bad request heads, answers of unknown length, file ranges sent with
+sendfile, errors and stopping."""
 
 import hashlib
+import io
 import os
 import socket
 import threading
@@ -9,7 +11,7 @@ import time
 
 import pytest
 
-from eucacore import httpserver
+from eucacore import httpserver, serving
 from eucacore.httpserver import EARLY_CONTINUE, MAX_DRAIN
 
 
@@ -378,4 +380,80 @@ def test_a_client_that_stalls_in_a_body_or_between_requests_is_closed_after_the_
     finally:
         stalled.close()
         idle.close()
+        running.stop()
+
+
+class _NotIterated(httpserver.FileRange):
+    """A FileRange that fails if the server iterates it instead of sending it with sendfile."""
+
+    def __iter__(self):
+        raise AssertionError("iterated")
+
+
+def file_range_app(path, cls=httpserver.FileRange, declared=None):
+    """Answers ``/range/<offset>/<length>`` with that range of the file at ``path``, through the
+    RequestLog middleware, as the daemons' stack has it."""
+
+    def app(environ, start_response):
+        offset, length = map(int, environ["PATH_INFO"].split("/")[2:])
+        start_response("200 OK", [("Content-Length", str(declared or length))])
+        return cls(open(path, "rb"), offset, length)
+    return serving.RequestLog(app, "test", trust_incoming_id=False)
+
+
+@pytest.fixture
+def access_lines():
+    lines = []
+    serving.write_access_with(lines.append)
+    yield lines
+    serving.write_access_with(None)
+
+
+def test_a_file_range_is_sent_with_sendfile_and_counted_in_the_access_line(tmp_path, access_lines):
+    data = os.urandom(3 * 2**20 + 11)
+    (tmp_path / "f").write_bytes(data)
+    running = Running(file_range_app(tmp_path / "f", _NotIterated))
+    client = running.connect()
+    try:
+        for offset, length in ((1000, 2 * 2**20 + 7), (0, len(data)), (len(data) - 1, 1)):
+            client.send(f"GET /range/{offset}/{length} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+            status, headers, body = client.response()
+            assert (status, headers["content-length"]) == (200, str(length))
+            assert body == data[offset:offset + length]  # and the connection is kept for the next
+    finally:
+        client.close()
+        running.stop()  # the last line is written as the server closes its answer, after sending it
+    assert [line.split()[4:6] for line in access_lines] == \
+        [["200", str(2 * 2**20 + 7)], ["200", str(len(data))], ["200", "1"]]
+
+
+def test_a_file_range_without_a_descriptor_is_iterated(access_lines):
+    data = os.urandom(2**20 + 5)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", str(len(data) - 5))])
+        return httpserver.FileRange(io.BytesIO(data), 5, len(data) - 5)
+    running = Running(serving.RequestLog(app, "test", trust_incoming_id=False))
+    client = running.connect()
+    try:
+        client.send(b"GET /bytes HTTP/1.1\r\nHost: test\r\n\r\n")
+        assert client.response()[2] == data[5:]
+    finally:
+        client.close()
+        running.stop()
+    assert [line.split()[4:6] for line in access_lines] == [["200", str(len(data) - 5)]]
+
+
+def test_a_file_shorter_than_its_declared_range_ends_the_connection(tmp_path):
+    (tmp_path / "f").write_bytes(b"x" * 100)
+    running = Running(file_range_app(tmp_path / "f", _NotIterated))
+    client = running.connect()
+    try:
+        client.send(b"GET /range/0/200 HTTP/1.1\r\nHost: test\r\n\r\n")
+        status, headers, body = client.response(head_only=True)
+        assert (status, headers["content-length"]) == (200, "200")
+        received = client._exactly(100)
+        assert received == b"x" * 100 and client.closed()  # the client cannot mistake it for a whole answer
+    finally:
+        client.close()
         running.stop()

@@ -16,9 +16,9 @@ and then measures:
   * 4 KiB PUT and GET at concurrency 1 and 16, boto3 (one client per thread), after 320 of each unmeasured:
     ops/s and server CPU ms per op.  Each phase is cut into 4 turns per server, the servers
     taking turns, so that the host's slow and fast spells (it is a VM) fall on all of them alike
-  * one 256 MiB PUT and GET over plain http.client (presigned URLs for the S3 servers),
+  * a 256 MiB PUT and GET over plain http.client (presigned URLs for the S3 servers),
     so the client does no hashing or signing while the clock runs: MB/s (10^6 bytes), best of
-    3 turns per server
+    3 turns per server, each turn one PUT and 3 GETs
   * a paginated ListObjectsV2 of a bucket of 10,000 keys: seconds and server CPU seconds
   * Walrus's VmRSS before, and VmHWM (peak, reset first) after, a 2 GiB PUT and GET
 Server CPU is utime+stime of the server's process tree read from /proc, less the CPU
@@ -459,10 +459,16 @@ def http_get(url: str, size: int) -> None:
         conn.close()
 
 
+#: GETs of the large object after each large PUT.  A 256 MiB GET takes 60-120 ms here, and
+#: the same server's GETs vary up to twofold from one to the next (2.1 to 4.9 GB/s for nginx
+#: in one stop): three samples per server were too few for a best.
+GETS_PER_TURN = 3
+
+
 def large(servers: list, idle: dict, opts, failures: dict) -> dict:
-    """A large PUT then GET of the same object, ``--repeat`` times per server, the servers taking
-    turns: the best MB/s (other work on the machine only slows a run down) and the mean server
-    CPU seconds per transfer."""
+    """A large PUT then GETS_PER_TURN GETs of the same object, ``--repeat`` times per server, the
+    servers taking turns: the best MB/s (other work on the machine only slows a run down) and
+    the mean server CPU seconds per transfer."""
     size, key = opts.large_mib * MiB, "large.bin"
     urls, meters = {}, {}
 
@@ -472,7 +478,7 @@ def large(servers: list, idle: dict, opts, failures: dict) -> dict:
         urls[server.name] = {op: server.url(client, op.upper(), LARGE_BUCKET, key) for op in ("put", "get")}
 
     def turn(server, _):
-        for op, call in (("put", http_put), ("get", http_get)):
+        for op, call in (("put", http_put), *[("get", http_get)] * GETS_PER_TURN):
             with Meter(server.pids, idle) as m:
                 call(urls[server.name][op], size)
             meters.setdefault((server.name, op), []).append(m)
@@ -612,7 +618,7 @@ def md5_mbs(size: int = 256 * MiB) -> float:
 
 def notes(opts, failures: dict, load: tuple) -> str:
     lines = [f"small ops: {opts.ops} per phase, boto3 with one client per thread; large object {opts.large_mib} MiB "
-             f"over http.client, best of {opts.repeat}; listing of {opts.list_keys} keys in pages of 1000; "
+             f"over http.client, best of {opts.repeat} PUTs and {opts.repeat * GETS_PER_TURN} GETs; listing of {opts.list_keys} keys in pages of 1000; "
              f"big object {opts.big_gib} GiB.",
              "server CPU = utime+stime of the process tree from /proc minus its idle rate, over each whole "
              "small-op phase (all servers' turns); CLC (for Walrus) = the CLC's CPU likewise, answering "

@@ -618,7 +618,8 @@ def md5_mbs(size: int = 256 * MiB) -> float:
 
 def notes(opts, failures: dict, load: tuple) -> str:
     lines = [f"small ops: {opts.ops} per phase, boto3 with one client per thread; large object {opts.large_mib} MiB "
-             f"over http.client, best of {opts.repeat} PUTs and {opts.repeat * GETS_PER_TURN} GETs; listing of {opts.list_keys} keys in pages of 1000; "
+             f"over http.client, best of {opts.repeat} PUTs and {opts.repeat * GETS_PER_TURN} GETs; "
+             f"listing of {opts.list_keys} keys in pages of 1000; "
              f"big object {opts.big_gib} GiB.",
              "server CPU = utime+stime of the process tree from /proc minus its idle rate, over each whole "
              "small-op phase (all servers' turns); CLC (for Walrus) = the CLC's CPU likewise, answering "

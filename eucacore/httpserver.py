@@ -72,7 +72,7 @@ class FileRange:
     ``sent`` counts the bytes :meth:`send_to` sent.  Closing it closes ``file``.
     """
 
-    CHUNK = 1024 * 1024
+    CHUNK = _SEND  # one send's worth
 
     def __init__(self, file, offset: int, length: int):
         self.file, self.offset, self.length = file, offset, length

@@ -239,6 +239,14 @@ def _blob_id(file: str) -> int | None:
     return int(file[len(INLINE_PREFIX):]) if file.startswith(INLINE_PREFIX) else None
 
 
+def _delete_blob(conn, file: str | None) -> None:
+    """Delete the ``blobs`` row of an inline object's ``file`` in ``conn``'s transaction; nothing
+    for an object in a file, or none (``file`` None)."""
+    blob = _blob_id(file) if file else None
+    if blob is not None:
+        conn.execute("DELETE FROM blobs WHERE id = ?", [blob])
+
+
 def key_successor(prefix: str) -> str | None:
     """The least string greater than every string that starts with ``prefix``.
 
@@ -627,9 +635,7 @@ class WalrusStore:
             conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", [bucket, key])
             if row:
                 _usage(conn, self._usage_seqs, owner[0], stored=-row[1])
-                blob = _blob_id(row[0])
-                if blob is not None:
-                    conn.execute("DELETE FROM blobs WHERE id = ?", [blob])
+                _delete_blob(conn, row[0])
         if row:
             self.remove_files(bucket, [row[0]])
 
@@ -826,9 +832,7 @@ def _object_rows(conn, seqs, info: ObjectInfo, replaces_upload: str | None,
         conn.execute("DELETE FROM parts WHERE upload_id = ?", [replaces_upload])
         if not conn.execute("DELETE FROM uploads WHERE upload_id = ?", [replaces_upload]).rowcount:
             raise NoSuchUpload(replaces_upload)
-    old_blob = _blob_id(old_file) if old_file else None
-    if old_blob is not None:
-        conn.execute("DELETE FROM blobs WHERE id = ?", [old_blob])
+    _delete_blob(conn, old_file)
     if data is not None:
         # A rowid may come again once its row is gone: readers take an object's row and its
         # blob in one statement (open_object), never the id first and the blob later.

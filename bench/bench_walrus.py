@@ -621,7 +621,34 @@ def md5_mbs(size: int = 256 * MiB) -> float:
     return size / 1e6 / (time.perf_counter() - started)
 
 
-def notes(opts, failures: dict, load: tuple) -> str:
+def wait_costs(directory: Path, rounds: int = 200, idle: float = 0.005) -> tuple[float, float, float]:
+    """Thread CPU microseconds, on this machine, of (one sleep and wake-up; a 24 KiB write and
+    fdatasync in ``directory`` back to back; the same write and fdatasync after ``idle`` seconds
+    asleep, its wake-up not counted).  A small PUT's fsync and each wait for a request pay these."""
+    block = os.urandom(6 * 4096)
+    fd, path = tempfile.mkstemp(dir=directory)
+    try:
+        os.pwrite(fd, bytes(len(block) * rounds), 0)
+        os.fsync(fd)
+
+        def per_round(sleep: float, write: bool) -> float:
+            started = time.thread_time()
+            for i in range(rounds):
+                if sleep:
+                    time.sleep(sleep)
+                if write:
+                    os.pwrite(fd, block, i * len(block))
+                    os.fdatasync(fd)
+            return (time.thread_time() - started) / rounds * 1e6
+
+        wake = per_round(idle, False)
+        return wake, per_round(0, True), per_round(idle, True) - wake
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
+def notes(opts, failures: dict, load: tuple, waits: tuple) -> str:
     lines = [f"small ops: {opts.ops} per phase, boto3 with one client per thread; large object {opts.large_mib} MiB "
              f"over http.client, best of {opts.repeat} PUTs and {opts.repeat * GETS_PER_PUT} GETs; "
              f"listing of {opts.list_keys} keys in pages of 1000; "
@@ -632,6 +659,9 @@ def notes(opts, failures: dict, load: tuple) -> str:
              "Walrus fsyncs every object before answering; nginx's dav PUT does not fsync; "
              "moto keeps objects in memory.",
              f"MD5 (hashlib, one core) runs at {md5_mbs():.0f} MB/s here: the ceiling of Walrus's large PUT.",
+             "thread CPU here: a sleep and wake-up {:.0f} us; a 24 KiB write + fdatasync {:.0f} us back to back, "
+             "{:.0f} us after 5 ms asleep. A small Walrus PUT waits for its request and for its fdatasync's device "
+             "requests.".format(*waits),
              "load average (1 min) at start and end: {:.2f}, {:.2f}; other work on the machine lowers ops/s and MB/s, "
              "much less CPU per op.".format(load[0], os.getloadavg()[0])]
     lines += [f"FAILED {server} {workload}: {message}" for (workload, server), message in failures.items()]
@@ -666,8 +696,9 @@ def main(argv=None) -> int:
             contextlib.ExitStack() as servers:
         started = [servers.enter_context(STARTERS[name](Path(tmp))) for name in opts.servers]
         bench(started, opts, results, failures)
+        waits = wait_costs(Path(tmp))
     print(table(results, failures, opts.servers))
-    print(notes(opts, failures, load))
+    print(notes(opts, failures, load, waits))
     return 1 if failures else 0
 
 

@@ -588,9 +588,9 @@ def verdict(row: Row, values: dict) -> tuple[str, str]:
         return "", "-"
     ratio = ""
     if target.reference and values[target.reference] > 0:
-        ratio = f"{walrus / values[target.reference]:.2f}"
+        ratio = f"{walrus / values[target.reference]:.3f}"  # 3 places: a missed 0.2554 must not print as 0.25
         if "clc" in values:
-            ratio += f" ({(walrus + values['clc']) / values[target.reference]:.2f} w/ CLC)"
+            ratio += f" ({(walrus + values['clc']) / values[target.reference]:.3f} w/ CLC)"
     return ratio, "yes" if met else "NO"
 
 

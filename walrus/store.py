@@ -226,14 +226,6 @@ OBJECT_COLUMNS = ("bucket, key, size, etag, last_modified, content_type, metadat
 LISTED_COLUMNS = "key, size, etag, last_modified, owner, checksum_algorithm"
 
 
-def _usage(conn, seqs, account_id: str, *, stored: int = 0, buckets: int = 0, bytes_in: int = 0,
-           bytes_out: int = 0) -> None:
-    """Add a usage event to the outbox, in ``conn``'s transaction, with the next of ``seqs``."""
-    conn.execute("INSERT INTO usage_outbox (seq, account_id, time, stored_delta, buckets_delta, bytes_in, "
-                 "bytes_out) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                 [next(seqs), account_id, now(), stored, buckets, bytes_in, bytes_out])
-
-
 def _blob_id(file: str) -> int | None:
     """The ``blobs`` rowid of an inline object's ``file``; None for an object in a file."""
     return int(file[len(INLINE_PREFIX):]) if file.startswith(INLINE_PREFIX) else None
@@ -440,7 +432,7 @@ class WalrusStore:
             bucket = Bucket(name, owner, now(), acl, location)
             conn.execute("INSERT INTO buckets (name, owner, created, acl, location) VALUES (?, ?, ?, ?, ?)",
                          [bucket.name, bucket.owner, bucket.created, _json(acl), location])
-            _usage(conn, self._usage_seqs, owner, buckets=1)
+            self._usage(conn, owner, buckets=1)
             (self.root / name).mkdir(exist_ok=True)
         return bucket
 
@@ -493,7 +485,7 @@ class WalrusStore:
                          "(SELECT upload_id FROM uploads WHERE bucket = ?)", [name])
             conn.execute("DELETE FROM uploads WHERE bucket = ?", [name])
             conn.execute("DELETE FROM buckets WHERE name = ?", [name])
-            _usage(conn, self._usage_seqs, row[0], buckets=-1)
+            self._usage(conn, row[0], buckets=-1)
         shutil.rmtree(self.root / name, ignore_errors=True)
 
     # ------------------------------------------------------------ objects
@@ -582,8 +574,38 @@ class WalrusStore:
     def _commit_object(self, info: ObjectInfo, replaces_upload: str | None,
                        data: bytes | None) -> tuple[str | None, list]:
         """Commit an object's rows (with concurrent PUTs' in one transaction); (replaced file, part files)."""
-        return self._objects_committer.run(lambda conn: _object_rows(conn, self._usage_seqs, info,
-                                                                     replaces_upload, data))
+        return self._objects_committer.run(lambda conn: self._object_rows(conn, info, replaces_upload, data))
+
+    def _object_rows(self, conn, info: ObjectInfo, replaces_upload: str | None,
+                     data: bytes | None) -> tuple[str | None, list]:
+        """Write an object's rows in ``conn``'s transaction; (the file it replaces, the part files it
+        frees).  ``data``: the bytes of an inline object, whose ``info.file`` is set here to name its
+        new ``blobs`` row.  NoSuchBucket, NoSuchUpload."""
+        found = conn.execute("SELECT b.owner, o.file, o.size FROM buckets b LEFT JOIN objects o "
+                             "ON o.bucket = b.name AND o.key = ? WHERE b.name = ?", [info.key, info.bucket]).fetchone()
+        if not found:
+            raise NoSuchBucket(info.bucket)
+        owner, old_file, old_size = found
+        parts = []
+        if replaces_upload:
+            parts = [r[0] for r in conn.execute("SELECT file FROM parts WHERE upload_id = ?",
+                                                [replaces_upload])]
+            conn.execute("DELETE FROM parts WHERE upload_id = ?", [replaces_upload])
+            if not conn.execute("DELETE FROM uploads WHERE upload_id = ?", [replaces_upload]).rowcount:
+                raise NoSuchUpload(replaces_upload)
+        _delete_blob(conn, old_file)
+        if data is not None:
+            # A rowid may come again once its row is gone: readers take an object's row and its
+            # blob in one statement (open_object), never the id first and the blob later.
+            info.file = f"{INLINE_PREFIX}{conn.execute('INSERT INTO blobs (data) VALUES (?)', [data]).lastrowid}"
+        self._usage(conn, owner, stored=info.size - (old_size or 0), bytes_in=info.size)
+        conn.execute(
+            f"INSERT OR REPLACE INTO objects ({OBJECT_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [info.bucket, info.key, info.size, info.etag, info.last_modified, info.content_type,
+             _json_dict(info.metadata), _json_dict(info.headers), info.owner, _json(info.acl),
+             info.checksum_algorithm, info.checksum, info.parts, info.file])
+        return old_file, parts
 
     def head_object(self, bucket: str, key: str) -> ObjectInfo:
         """The object's metadata; NoSuchBucket, NoSuchKey."""
@@ -634,7 +656,7 @@ class WalrusStore:
                                [bucket, key]).fetchone()
             conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", [bucket, key])
             if row:
-                _usage(conn, self._usage_seqs, owner[0], stored=-row[1])
+                self._usage(conn, owner[0], stored=-row[1])
                 _delete_blob(conn, row[0])
         if row:
             self.remove_files(bucket, [row[0]])
@@ -655,6 +677,13 @@ class WalrusStore:
             with self._transfer_lock:
                 self._bytes_out[account_id] = self._bytes_out.get(account_id, 0) + bytes_out
 
+    def _usage(self, conn, account_id: str, *, stored: int = 0, buckets: int = 0, bytes_in: int = 0,
+               bytes_out: int = 0) -> None:
+        """Add a usage event to the outbox, in ``conn``'s transaction, with the next seq."""
+        conn.execute("INSERT INTO usage_outbox (seq, account_id, time, stored_delta, buckets_delta, bytes_in, "
+                     "bytes_out) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     [next(self._usage_seqs), account_id, now(), stored, buckets, bytes_in, bytes_out])
+
     def pending_usage(self, limit: int = 500) -> list[dict]:
         """The oldest usage events not yet acknowledged by the CLC, in seq order."""
         with self._transfer_lock:
@@ -662,7 +691,7 @@ class WalrusStore:
         if counted:
             with self._write() as conn:
                 for account_id, sent in counted.items():
-                    _usage(conn, self._usage_seqs, account_id, bytes_out=sent)
+                    self._usage(conn, account_id, bytes_out=sent)
         rows = self.db.execute("SELECT seq, account_id, time, stored_delta, buckets_delta, bytes_in, bytes_out "
                                "FROM usage_outbox ORDER BY seq LIMIT ?", [limit])
         names = ("seq", "account_id", "time", "stored_delta", "buckets_delta", "bytes_in", "bytes_out")
@@ -813,38 +842,6 @@ def _digests(chunks, hashers: dict) -> Digests:
             hasher.update(chunk)
         size += len(chunk)
     return Digests(size, md5.digest(), {name: h.digest() for name, h in hashers.items()})
-
-
-def _object_rows(conn, seqs, info: ObjectInfo, replaces_upload: str | None,
-                 data: bytes | None) -> tuple[str | None, list]:
-    """Write an object's rows in ``conn``'s transaction; (the file it replaces, the part files it
-    frees).  ``data``: the bytes of an inline object, whose ``info.file`` is set here to name its
-    new ``blobs`` row.  NoSuchBucket, NoSuchUpload."""
-    found = conn.execute("SELECT b.owner, o.file, o.size FROM buckets b LEFT JOIN objects o "
-                         "ON o.bucket = b.name AND o.key = ? WHERE b.name = ?", [info.key, info.bucket]).fetchone()
-    if not found:
-        raise NoSuchBucket(info.bucket)
-    owner, old_file, old_size = found
-    parts = []
-    if replaces_upload:
-        parts = [r[0] for r in conn.execute("SELECT file FROM parts WHERE upload_id = ?",
-                                            [replaces_upload])]
-        conn.execute("DELETE FROM parts WHERE upload_id = ?", [replaces_upload])
-        if not conn.execute("DELETE FROM uploads WHERE upload_id = ?", [replaces_upload]).rowcount:
-            raise NoSuchUpload(replaces_upload)
-    _delete_blob(conn, old_file)
-    if data is not None:
-        # A rowid may come again once its row is gone: readers take an object's row and its
-        # blob in one statement (open_object), never the id first and the blob later.
-        info.file = f"{INLINE_PREFIX}{conn.execute('INSERT INTO blobs (data) VALUES (?)', [data]).lastrowid}"
-    _usage(conn, seqs, owner, stored=info.size - (old_size or 0), bytes_in=info.size)
-    conn.execute(
-        f"INSERT OR REPLACE INTO objects ({OBJECT_COLUMNS}) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [info.bucket, info.key, info.size, info.etag, info.last_modified, info.content_type,
-         _json_dict(info.metadata), _json_dict(info.headers), info.owner, _json(info.acl),
-         info.checksum_algorithm, info.checksum, info.parts, info.file])
-    return old_file, parts
 
 
 def read_into(stream, view: memoryview) -> int:

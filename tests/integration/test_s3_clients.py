@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import http.client
 import json
+import os
 import random
 import time
 import uuid
@@ -189,6 +190,11 @@ def test_aws_cli_cp_small_and_multipart(aws, s3, bucket, tmp_path):
 
 def test_aws_cli_sync_ls_rm(aws, s3, bucket, tmp_path):
     up = write_tree(tmp_path / "up", TREE)
+    # Files a minute old, as files being synced usually are.  S3 lists LastModified in whole
+    # seconds, and `aws s3 sync` sends a file whose mtime is later: a file written in the
+    # same second as its upload would be sent again by the second sync below, from S3 too.
+    for path in up.rglob("*"):
+        os.utime(path, (time.time() - 60,) * 2)
     aws("s3", "mb", f"s3://{bucket}")
     aws("s3", "sync", str(up), f"s3://{bucket}/tree")
     listed = aws("s3", "ls", "--recursive", f"s3://{bucket}").stdout.splitlines()

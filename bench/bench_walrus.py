@@ -18,7 +18,7 @@ and then measures:
     taking turns, so that the host's slow and fast spells (it is a VM) fall on all of them alike
   * a 256 MiB PUT and GET over plain http.client (presigned URLs for the S3 servers),
     so the client does no hashing or signing while the clock runs: MB/s (10^6 bytes), best of
-    3 turns per server for the PUT, 9 for the GET
+    3 turns per server for the PUT, 3 * GETS_PER_PUT (15) for the GET
   * a paginated ListObjectsV2 of a bucket of 10,000 keys: seconds and server CPU seconds
   * Walrus's VmRSS before, and VmHWM (peak, reset first) after, a 2 GiB PUT and GET
 Server CPU is utime+stime of the server's process tree read from /proc, less the CPU
